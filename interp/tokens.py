@@ -1,0 +1,109 @@
+"""Tokenising prompts exactly as the Hugging Face tokenizer does, and labelling tokens readably.
+
+Steerscope tokenises with the model's own tokenizer and adds nothing: ``bridge.to_tokens``
+prepends a BOS token where the Hugging Face tokenizer does not (SmolLM2), which would make every
+logit differ from the model's real behaviour. If the tokenizer adds BOS itself, so do we.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+from interp.errors import InputError
+from interp.loading import LoadedModel
+
+WHITESPACE_GLYPHS = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})
+
+
+def tokenize(model: LoadedModel, text: str, *, chat: bool = False) -> list[int]:
+    """Token ids for ``text`` as the model's tokenizer produces them.
+
+    Args:
+        chat: Wrap ``text`` as a user turn with the tokenizer's chat template (instruct models).
+
+    Raises:
+        InputError: the text yields no tokens and the model has no BOS token to start from.
+    """
+    tokenizer = model.tokenizer
+    if chat and getattr(tokenizer, "chat_template", None):
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+        ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)
+    else:
+        ids = list(tokenizer(text, add_special_tokens=True).input_ids)
+    if not ids:
+        if tokenizer.bos_token_id is None:
+            raise InputError("The prompt is empty. Type some text.")
+        ids = [tokenizer.bos_token_id]
+    return ids
+
+
+def check_length(model: LoadedModel, n_tokens: int, *, limit: int | None = None, what: str = "The prompt") -> None:
+    """Raise a clear InputError when ``n_tokens`` exceeds the model's context or a display limit."""
+    if n_tokens > model.info.n_ctx:
+        raise InputError(
+            f"{what} is {n_tokens} tokens; {model.info.name} reads at most {model.info.n_ctx}. Shorten it."
+        )
+    if limit is not None and n_tokens > limit:
+        raise InputError(f"{what} is {n_tokens} tokens; this view shows at most {limit}. Shorten it.")
+
+
+def as_batch(ids: list[int], model: LoadedModel) -> torch.Tensor:
+    return torch.tensor([ids], dtype=torch.long, device=model.device)
+
+
+@functools.lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    """Inverse of GPT-2's byte-to-printable-character table used by byte-level BPE vocabularies."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    chars = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(printable, chars, strict=True)}
+
+
+def token_label(tokenizer: Any, token_id: int) -> str:
+    """A label a person can read: whitespace made visible, partial UTF-8 bytes shown as hex."""
+    text = tokenizer.decode([token_id])
+    if "\ufffd" in text:
+        raw = tokenizer.convert_ids_to_tokens(token_id) or ""
+        decoder = _byte_decoder()
+        if raw.startswith("<0x") and raw.endswith(">"):  # sentencepiece byte-fallback token
+            return raw
+        if raw and all(ch in decoder for ch in raw):
+            return "<" + " ".join(f"{decoder[ch]:02X}" for ch in raw) + ">"
+        return raw or f"<id {token_id}>"
+    if text == "":
+        return f"<id {token_id}>"
+    return text.translate(WHITESPACE_GLYPHS)
+
+
+def token_labels(model: LoadedModel, ids: list[int]) -> list[str]:
+    return [token_label(model.tokenizer, i) for i in ids]
+
+
+def unique_labels(labels: list[str]) -> list[str]:
+    """Labels made unique by position (plotly merges repeated category labels on an axis)."""
+    return [f"{label} [{i}]" for i, label in enumerate(labels)]
+
+
+def single_token_id(model: LoadedModel, text: str) -> int:
+    """The id of ``text`` if it is exactly one token, else an InputError naming the split."""
+    ids = model.tokenizer(text, add_special_tokens=False).input_ids
+    if len(ids) != 1:
+        pieces = ", ".join(repr(model.tokenizer.decode([i])) for i in ids) or "nothing"
+        raise InputError(
+            f"{text!r} is {len(ids)} tokens for this model ({pieces}); give a single token "
+            "(often with a leading space, like ' Paris')."
+        )
+    return ids[0]
