@@ -1,0 +1,20 @@
+"""Steerscope: the app's entry point. `make app` runs `streamlit run app.py` on 127.0.0.1:8501."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from ui.model import model_sidebar
+
+ROOT = Path(__file__).resolve().parent
+st.set_page_config(page_title="Steerscope", page_icon=str(ROOT / "ui" / "assets" / "favicon.png"), layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+]
+
+navigation = st.navigation(PAGES)
+st.session_state["_loaded_model"] = model_sidebar()
+navigation.run()

@@ -1,0 +1,42 @@
+"""Plotly figures for core results. Each takes a result dataclass and returns a figure."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from interp.forward import NextTokenPredictions
+
+FONT = "Inter, system-ui, sans-serif"
+
+
+def base_layout(fig: go.Figure, *, height: int = 380, title: str | None = None) -> go.Figure:
+    fig.update_layout(
+        height=height,
+        title=title,
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        font={"family": FONT, "size": 13},
+        plot_bgcolor="white",
+    )
+    return fig
+
+
+def next_token_bar(predictions: NextTokenPredictions) -> go.Figure:
+    """Horizontal bars of the top next tokens, most likely on top, in percent."""
+    labels = [f"{token!s}" for token in predictions.tokens][::-1]
+    percents = [100 * p for p in predictions.probabilities][::-1]
+    fig = go.Figure(
+        go.Bar(
+            x=percents,
+            y=labels,
+            orientation="h",
+            text=[f"{p:.1f}%" for p in percents],
+            textposition="outside",
+            marker_color="#5b4bdb",
+            hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
+        )
+    )
+    fig.update_xaxes(
+        title="probability of being the next token (%)", range=[0, max(percents) * 1.18 + 1], gridcolor="#eee"
+    )
+    fig.update_yaxes(type="category")
+    return base_layout(fig, height=60 + 32 * len(labels))

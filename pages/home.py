@@ -1,0 +1,53 @@
+"""Home: what the loaded model is, and what it predicts next for a prompt."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from interp import next_token_predictions
+from interp.plots import next_token_bar
+from ui.errors import shown_as_message
+from ui.model import require_model
+from ui.render import token_chips
+
+KEY_PROMPT = "home_prompt"
+KEY_TOP_K = "home_top_k"
+EXAMPLE_PROMPT = "The Eiffel Tower is in the city of"
+
+st.title("Steerscope")
+st.markdown(
+    "Look inside a language model and steer it — offline, on your laptop. "
+    "Pick a page on the left: **Attention** for what each head looks at, **Attribution** for which "
+    "words drove a prediction, **Circuits** for which components cause it, **Steering** to push the model "
+    "toward a concept and measure what it costs."
+)
+
+model = require_model()
+
+left, right = st.columns([3, 2], gap="large")
+with right:
+    st.subheader("Model card")
+    rows = model.info.as_rows()
+    st.dataframe(
+        pd.DataFrame(rows, columns=["", "value"]), hide_index=True, width="stretch", height=36 * (len(rows) + 1) + 2
+    )
+with left:
+    st.subheader("Next-token predictions")
+    prompt = st.text_area("Prompt", value=EXAMPLE_PROMPT, key=KEY_PROMPT, height=90)
+    top_k = st.slider("How many predictions", 3, 30, 10, key=KEY_TOP_K)
+    with shown_as_message("Predicting the next token"):
+        predictions = next_token_predictions(model, prompt, k=top_k)
+        st.plotly_chart(next_token_bar(predictions), width="stretch", config={"displaylogo": False})
+        table = pd.DataFrame(
+            {
+                "rank": range(1, len(predictions.tokens) + 1),
+                "token": predictions.tokens,
+                "probability (%)": [round(100 * p, 3) for p in predictions.probabilities],
+                "logit": [round(v, 3) for v in predictions.logits],
+                "token id": predictions.token_ids,
+            }
+        )
+        st.dataframe(table, hide_index=True, width="stretch", key="home_predictions")
+        st.caption(f"The prompt as the model reads it: {len(predictions.prompt_tokens)} tokens")
+        token_chips(predictions.prompt_tokens)

@@ -1,0 +1,138 @@
+"""A real browser against the real app: start `streamlit run app.py`, drive it with Playwright.
+
+Debian's Chromium (`/usr/bin/chromium`) is the browser; Playwright never downloads its own. The
+app binds to 127.0.0.1 on a free port. Every request the page makes is recorded, so tests can
+assert that nothing left this machine. Set STEERSCOPE_SCREENSHOTS=docs/img to refresh the docs'
+screenshots from these runs (`make screenshots`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("STEERSCOPE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # CI runs as root
+    "--disable-gpu",
+    "--disable-background-networking",  # this machine has no network; keep Chromium from trying
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "browser" in str(item.path):
+            item.add_marker(pytest.mark.browser)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("app") / "streamlit.log"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    command = [
+        sys.executable, "-m", "streamlit", "run", "app.py",
+        "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+    ]  # fmt: skip
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the app did not start; its log:\n{log_path.read_text()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(
+            f"No Chromium at {CHROMIUM}: `make test` installs Debian's chromium (apt-get install chromium)."
+        )
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+class Page:
+    """A browser tab on the app that remembers every host it contacted."""
+
+    def __init__(self, tab, base_url: str) -> None:
+        self.tab = tab
+        self.base_url = base_url
+        self.foreign_requests: list[str] = []
+        tab.on("request", self._record)
+
+    def _record(self, request) -> None:
+        host = urlparse(request.url).hostname
+        if request.url.startswith(("data:", "blob:", "about:")) or host in {"127.0.0.1", "localhost"}:
+            return
+        self.foreign_requests.append(request.url)
+
+    def open(self, path: str = "") -> None:
+        self.tab.goto(f"{self.base_url}/{path}", wait_until="domcontentloaded")
+        self.wait_idle()
+
+    def wait_idle(self, timeout_s: float = 120) -> None:
+        """Wait until Streamlit has finished running the script (the 'Running...' widget is gone)."""
+        self.tab.wait_for_selector('[data-testid="stApp"]', timeout=timeout_s * 1000)
+        self.tab.wait_for_timeout(400)
+        self.tab.wait_for_function(
+            "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_s * 1000
+        )
+
+    def screenshot(self, name: str, tmp_dir: Path) -> Path:
+        target_dir = Path(os.environ.get("STEERSCOPE_SCREENSHOTS") or tmp_dir)
+        target_dir = target_dir if target_dir.is_absolute() else ROOT / target_dir
+        target_dir.mkdir(parents=True, exist_ok=True)
+        path = target_dir / f"{name}.png"
+        self.tab.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture()
+def page(browser, app_url: str) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 950}, device_scale_factor=1)
+    tab = context.new_page()
+    tab.set_default_timeout(120_000)
+    wrapped = Page(tab, app_url)
+    yield wrapped
+    context.close()
+    assert wrapped.foreign_requests == [], f"the app contacted other hosts: {wrapped.foreign_requests[:5]}"

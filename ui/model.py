@@ -1,0 +1,86 @@
+"""The sidebar model picker and the one shared, cached model.
+
+``st.cache_resource`` keeps one :class:`~interp.LoadedModel` per spec for the whole server: every
+session and thread gets the same object. That is safe because pages never mutate it, and every
+run of it goes through :func:`interp.intervene`, which holds the model's lock.
+"""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from interp import DEFAULT_MODEL_NAME, LoadedModel, SteerscopeError, load_model
+
+DEFAULT_CHOICE = f"{DEFAULT_MODEL_NAME} (embedded)"
+OTHER_CHOICE = "Other: a folder, a .gguf file or a hub id"
+KEY_CHOICE = "model_choice"
+KEY_CUSTOM = "model_custom_spec"
+KEY_LOAD_PROBLEM = "_model_load_problem"
+ENV_MODEL = "STEERSCOPE_MODEL"  # lets tests and users start the app on another model
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _cached_model(spec: str) -> LoadedModel:
+    # The bar is created inside the cached function, so Streamlit replays it (already emptied)
+    # on cache hits instead of complaining about an outside element being written to.
+    bar = st.sidebar.progress(0.0, text="Loading model")
+
+    def report(fraction: float, message: str) -> None:
+        bar.progress(min(max(fraction, 0.0), 1.0), text=message)
+
+    try:
+        return load_model(spec or None, progress=report)
+    finally:
+        bar.empty()
+
+
+def selected_spec() -> str:
+    """The model spec chosen in the sidebar ('' means the embedded default)."""
+    choice = st.session_state.get(KEY_CHOICE, DEFAULT_CHOICE)
+    if choice == OTHER_CHOICE:
+        return str(st.session_state.get(KEY_CUSTOM, "")).strip()
+    return os.environ.get(ENV_MODEL, "")
+
+
+def model_sidebar() -> LoadedModel | None:
+    """Draw the model picker, load the chosen model (cached), and show what it is."""
+    with st.sidebar:
+        st.selectbox("Model", [DEFAULT_CHOICE, OTHER_CHOICE], key=KEY_CHOICE)
+        if st.session_state.get(KEY_CHOICE) == OTHER_CHOICE:
+            st.text_input(
+                "Folder, .gguf path or hub id",
+                key=KEY_CUSTOM,
+                placeholder="/path/to/checkpoint or HuggingFaceTB/SmolLM2-360M",
+                help="A Hugging Face checkpoint folder (config.json + safetensors), a GGUF file, or a hub id "
+                "already in the local Hugging Face cache. Nothing is downloaded.",
+            )
+        spec = selected_spec()
+        st.session_state[KEY_LOAD_PROBLEM] = None
+        if st.session_state.get(KEY_CHOICE) == OTHER_CHOICE and not spec:
+            st.session_state[KEY_LOAD_PROBLEM] = "Type a checkpoint folder, a .gguf path or a hub id in the sidebar."
+            st.info(st.session_state[KEY_LOAD_PROBLEM])
+            return None
+        try:
+            model = _cached_model(spec)
+        except SteerscopeError as exc:
+            st.session_state[KEY_LOAD_PROBLEM] = str(exc)
+            st.error(str(exc))
+            return None
+        info = model.info
+        st.caption(
+            f"**{info.name}** · {info.n_params / 1e6:.0f} M parameters · {info.n_layers} layers · "
+            f"{info.n_heads} heads · {info.device}"
+        )
+    return model
+
+
+def require_model() -> LoadedModel:
+    """The model the sidebar loaded, or stop the page with a message if there is none."""
+    model = st.session_state.get("_loaded_model")
+    if model is None:
+        problem = st.session_state.get(KEY_LOAD_PROBLEM) or "Choose one in the sidebar."
+        st.warning(f"No model is loaded. {problem}")
+        st.stop()
+    return model
