@@ -6,15 +6,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui.model import model_sidebar
+from ui.model import KEY_MODEL, model_sidebar
 
 ROOT = Path(__file__).resolve().parent
 st.set_page_config(page_title="Steerscope", page_icon=str(ROOT / "ui" / "assets" / "favicon.png"), layout="wide")
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
 ]
 
 navigation = st.navigation(PAGES)
-st.session_state["_loaded_model"] = model_sidebar()
+st.session_state[KEY_MODEL] = model_sidebar()
 navigation.run()

@@ -145,9 +145,7 @@ def intervene(model: LoadedModel, hooks: HookSpec | None = None) -> Iterator[Hoo
         saved_offset = model.position_offset
         try:
             for name, hook_point, fn in points:
-                handles.append(
-                    (hook_point, hook_point.register_forward_hook(_pytorch_hook(model, hook_point, name, fn, run)))
-                )
+                handles.append((hook_point, hook_point.register_forward_hook(_pytorch_hook(model, hook_point, name, fn, run))))
             yield run
         finally:
             model.position_offset = saved_offset

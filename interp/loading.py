@@ -269,9 +269,7 @@ def _read_gguf(gguf_path: Path) -> tuple[Any, Any]:
     with _quiet_transformers():
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-            model = AutoModelForCausalLM.from_pretrained(
-                str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
-            )
+            model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
         except Exception as exc:  # transformers raises many types for unreadable files
             raise ModelLoadError(
                 f"Could not read the GGUF file {gguf_path}: {exc}. Check that it is a complete GGUF "
@@ -359,13 +357,9 @@ def _resolve(spec: str | os.PathLike[str] | None, progress: ProgressFn | None) -
     if path.is_dir():
         return _checkpoint_from_folder(path.resolve(), name=path.resolve().name, source=f"folder {path.resolve()}")
     if path.exists():
-        raise ModelLoadError(
-            f"{path} is a file but not a .gguf file. Give a checkpoint folder, a .gguf file or a hub id."
-        )
+        raise ModelLoadError(f"{path} is a file but not a .gguf file. Give a checkpoint folder, a .gguf file or a hub id.")
     if text.startswith(("/", ".", "~")) or text.count("/") > 1:  # a path, not an 'org/name' hub id
-        raise ModelLoadError(
-            f"Nothing at {path}. Give an existing checkpoint folder, a .gguf file, or a hub id like 'org/name'."
-        )
+        raise ModelLoadError(f"Nothing at {path}. Give an existing checkpoint folder, a .gguf file, or a hub id like 'org/name'.")
     return _checkpoint_from_hub_cache(text)
 
 
@@ -384,9 +378,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
-def load_hf_model(
-    folder: Path, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
-) -> tuple[Any, Any]:
+def load_hf_model(folder: Path, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> tuple[Any, Any]:
     """Load a plain (un-bridged) Hugging Face model and tokenizer from a safetensors folder.
 
     Eager attention, so attention probabilities exist and match the bridge's exactly.
@@ -466,9 +458,7 @@ def load_model(
                 checkpoint.name, hf_model=hf_model, tokenizer=tokenizer, device=str(torch_device), dtype=dtype
             )
         except Exception as exc:
-            raise ModelLoadError(
-                f"TransformerLens cannot wrap {checkpoint.name} ({type(hf_model).__name__}): {exc}"
-            ) from exc
+            raise ModelLoadError(f"TransformerLens cannot wrap {checkpoint.name} ({type(hf_model).__name__}): {exc}") from exc
     adapt_attention_cache_kwarg(bridge)
     bridge.eval()
     cfg = bridge.cfg

@@ -45,9 +45,7 @@ def tokenize(model: LoadedModel, text: str, *, chat: bool = False) -> list[int]:
 def check_length(model: LoadedModel, n_tokens: int, *, limit: int | None = None, what: str = "The prompt") -> None:
     """Raise a clear InputError when ``n_tokens`` exceeds the model's context or a display limit."""
     if n_tokens > model.info.n_ctx:
-        raise InputError(
-            f"{what} is {n_tokens} tokens; {model.info.name} reads at most {model.info.n_ctx}. Shorten it."
-        )
+        raise InputError(f"{what} is {n_tokens} tokens; {model.info.name} reads at most {model.info.n_ctx}. Shorten it.")
     if limit is not None and n_tokens > limit:
         raise InputError(f"{what} is {n_tokens} tokens; this view shows at most {limit}. Shorten it.")
 
@@ -59,9 +57,7 @@ def as_batch(ids: list[int], model: LoadedModel) -> torch.Tensor:
 @functools.lru_cache(maxsize=1)
 def _byte_decoder() -> dict[str, int]:
     """Inverse of GPT-2's byte-to-printable-character table used by byte-level BPE vocabularies."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    )
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     chars = printable[:]
     extra = 0
     for byte in range(256):

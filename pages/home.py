@@ -29,9 +29,7 @@ left, right = st.columns([3, 2], gap="large")
 with right:
     st.subheader("Model card")
     rows = model.info.as_rows()
-    st.dataframe(
-        pd.DataFrame(rows, columns=["", "value"]), hide_index=True, width="stretch", height=36 * (len(rows) + 1) + 2
-    )
+    st.dataframe(pd.DataFrame(rows, columns=["", "value"]), hide_index=True, width="stretch", height=36 * (len(rows) + 1) + 2)
 with left:
     st.subheader("Next-token predictions")
     prompt = st.text_area("Prompt", value=EXAMPLE_PROMPT, key=KEY_PROMPT, height=90)

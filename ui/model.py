@@ -18,6 +18,8 @@ OTHER_CHOICE = "Other: a folder, a .gguf file or a hub id"
 KEY_CHOICE = "model_choice"
 KEY_CUSTOM = "model_custom_spec"
 KEY_LOAD_PROBLEM = "_model_load_problem"
+KEY_MODEL = "_loaded_model"
+KEY_REROUTED = "_rerouted_through_app"
 ENV_MODEL = "STEERSCOPE_MODEL"  # lets tests and users start the app on another model
 
 
@@ -78,7 +80,17 @@ def model_sidebar() -> LoadedModel | None:
 
 def require_model() -> LoadedModel:
     """The model the sidebar loaded, or stop the page with a message if there is none."""
-    model = st.session_state.get("_loaded_model")
+    if KEY_MODEL not in st.session_state and not st.session_state.get(KEY_REROUTED):
+        # This page ran without app.py: Streamlit's legacy pages/ mode, which it switches off only
+        # when st.navigation is called. If a freshly started server's first request is a page URL
+        # (a bookmark), that never happens. Switch it off and rerun: app.py then builds the
+        # navigation and loads the model, and the page (same script hash) is kept.
+        from streamlit.runtime.pages_manager import PagesManager
+
+        PagesManager.uses_pages_directory = False
+        st.session_state[KEY_REROUTED] = True
+        st.rerun()
+    model = st.session_state.get(KEY_MODEL)
     if model is None:
         problem = st.session_state.get(KEY_LOAD_PROBLEM) or "Choose one in the sidebar."
         st.warning(f"No model is loaded. {problem}")

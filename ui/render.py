@@ -7,6 +7,13 @@ from collections.abc import Sequence
 
 import streamlit as st
 
+MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!|<>~$:=")
+
+
+def md_escape(text: str) -> str:
+    """User text made literal inside Streamlit markdown (captions, labels, st.markdown)."""
+    return "".join("\\" + ch if ch in MARKDOWN_SPECIALS else ch for ch in str(text))
+
 
 def _colour(weight: float) -> str:
     """Diverging colour for a weight in [-1, 1]: purple for positive, orange for negative."""
@@ -16,9 +23,7 @@ def _colour(weight: float) -> str:
     return f"rgba(230, 120, 20, {0.08 + 0.8 * -weight:.3f})"
 
 
-def token_chips_html(
-    labels: Sequence[str], weights: Sequence[float] | None = None, titles: Sequence[str] | None = None
-) -> str:
+def token_chips_html(labels: Sequence[str], weights: Sequence[float] | None = None, titles: Sequence[str] | None = None) -> str:
     """Tokens as coloured chips; ``weights`` in [-1, 1] set the colour, ``titles`` the hover text."""
     chips = []
     for i, label in enumerate(labels):
@@ -34,7 +39,5 @@ def token_chips_html(
     return '<div style="line-height:2.0">' + "".join(chips) + "</div>"
 
 
-def token_chips(
-    labels: Sequence[str], weights: Sequence[float] | None = None, titles: Sequence[str] | None = None
-) -> None:
+def token_chips(labels: Sequence[str], weights: Sequence[float] | None = None, titles: Sequence[str] | None = None) -> None:
     st.html(token_chips_html(labels, weights, titles))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 import pytest
@@ -45,9 +47,7 @@ def test_home_explains_an_empty_custom_model_choice():
 
 
 def test_home_reports_a_bad_model_path_without_a_traceback():
-    app = open_app_with(
-        model_choice="Other: a folder, a .gguf file or a hub id", model_custom_spec="/no/such/checkpoint"
-    )
+    app = open_app_with(model_choice="Other: a folder, a .gguf file or a hub id", model_custom_spec="/no/such/checkpoint")
     assert any("Nothing at /no/such/checkpoint" in warning.value for warning in app.warning)
     assert any("Nothing at /no/such/checkpoint" in error.value for error in app.sidebar.error)
 
@@ -57,3 +57,40 @@ def test_home_loads_a_checkpoint_folder_typed_in_the_sidebar(tiny_llama_dir):
     assert not app.warning
     card = app.dataframe[1].value
     assert card.iloc[0, 1] == tiny_llama_dir.name
+
+
+def open_page(path: str, **state: str) -> AppTest:
+    app = open_app_with(**state)
+    app.switch_page(path).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def test_attention_page_shows_heads_scores_and_lens():
+    app = open_page("pages/attention.py")
+    assert [tab.label for tab in app.tabs] == ["Heads", "Head types", "Logit lens"]
+    assert not app.error
+    app.number_input(key="attn_layer").set_value(18).run()
+    app.number_input(key="attn_head").set_value(6).run()
+    assert not app.exception and not app.error
+    top = app.dataframe[0].value
+    assert top.iloc[0]["score"] > 0.4  # the strongest induction head, from the cached probe
+    app.text_input(key="attn_lens_target").input(" dog").run()
+    assert not app.exception and not app.error
+
+
+def test_attention_page_refuses_an_overlong_prompt_with_a_message():
+    app = open_page("pages/attention.py")
+    app.text_area(key="attn_prompt").input("word " * 300).run()
+    assert not app.exception
+    assert [error.value for error in app.error] == ["The prompt is 301 tokens; this view shows at most 256. Shorten it."]
+
+
+def test_attention_page_shows_html_in_a_prompt_as_text():
+    app = open_page("pages/attention.py")
+    app.text_area(key="attn_prompt").input("<b>bold</b> <script>alert(1)</script> **stars**").run()
+    assert not app.exception and not app.error
+    chips = "".join(element.proto.body for element in app.get("html"))
+    assert "<script" not in chips and "<b>" not in chips
+    shown = html.unescape("".join(re.findall(r">([^<]*)</span>", chips)))
+    assert shown == "<b>bold</b>␣<script>alert(1)</script>␣**stars**"

@@ -82,9 +82,7 @@ def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
-        raise RuntimeError(
-            f"No Chromium at {CHROMIUM}: `make test` installs Debian's chromium (apt-get install chromium)."
-        )
+        raise RuntimeError(f"No Chromium at {CHROMIUM}: `make test` installs Debian's chromium (apt-get install chromium).")
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield instance
@@ -114,16 +112,23 @@ class Page:
         """Wait until Streamlit has finished running the script (the 'Running...' widget is gone)."""
         self.tab.wait_for_selector('[data-testid="stApp"]', timeout=timeout_s * 1000)
         self.tab.wait_for_timeout(400)
-        self.tab.wait_for_function(
-            "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_s * 1000
-        )
+        self.tab.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_s * 1000)
 
     def screenshot(self, name: str, tmp_dir: Path) -> Path:
         target_dir = Path(os.environ.get("STEERSCOPE_SCREENSHOTS") or tmp_dir)
         target_dir = target_dir if target_dir.is_absolute() else ROOT / target_dir
         target_dir.mkdir(parents=True, exist_ok=True)
         path = target_dir / f"{name}.png"
-        self.tab.screenshot(path=str(path), full_page=True)
+        # Streamlit scrolls inside its main container, so a "full page" shot is one viewport:
+        # grow the viewport to the content's height (capped) for the picture, then restore it.
+        viewport = self.tab.viewport_size
+        height = self.tab.evaluate(
+            "() => { const m = document.querySelector('[data-testid=\"stMain\"]'); return m ? m.scrollHeight : 0; }"
+        )
+        self.tab.set_viewport_size({"width": viewport["width"], "height": min(max(height, viewport["height"]), 3200)})
+        self.tab.wait_for_timeout(600)
+        self.tab.screenshot(path=str(path))
+        self.tab.set_viewport_size(viewport)
         return path
 
 

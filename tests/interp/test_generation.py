@@ -67,9 +67,7 @@ def test_wrapped_hugging_face_generate_is_not_broken(default_model):
     """The bridge swaps its components into the HF module tree; HF's own generate must still work."""
     ids = as_batch(tokenize(default_model, "I love dogs because"), default_model)
     with intervene(default_model), torch.no_grad():
-        out = default_model.hf_model.generate(
-            ids, attention_mask=torch.ones_like(ids), max_new_tokens=20, do_sample=False
-        )
+        out = default_model.hf_model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=20, do_sample=False)
     assert out[0, ids.shape[1] :].tolist() == _hf_greedy(default_model, "I love dogs because", 20)
     assert "-----" not in default_model.tokenizer.decode(out[0])
 
@@ -84,9 +82,7 @@ def test_sampling_is_reproducible_and_seeds_differ(tiny_llama):
 
 
 def test_a_sample_does_not_depend_on_its_batch(tiny_llama):
-    batch = generate_samples(
-        tiny_llama, "I love", max_new_tokens=12, n_samples=3, temperature=1.0, seed=10, stop_at_eos=False
-    )
+    batch = generate_samples(tiny_llama, "I love", max_new_tokens=12, n_samples=3, temperature=1.0, seed=10, stop_at_eos=False)
     alone = generate(tiny_llama, "I love", max_new_tokens=12, temperature=1.0, seed=12, stop_at_eos=False)
     assert [g.seed for g in batch] == [10, 11, 12]
     assert batch[2].token_ids == alone.token_ids

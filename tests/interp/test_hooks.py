@@ -69,9 +69,7 @@ def test_exception_in_a_hook_leaves_no_hook_and_baseline_output(tiny_model):
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        with intervene(
-            tiny_model, {"blocks.0.hook_resid_pre": _add(torch.ones(64)), "blocks.1.hook_resid_pre": explode}
-        ):
+        with intervene(tiny_model, {"blocks.0.hook_resid_pre": _add(torch.ones(64)), "blocks.1.hook_resid_pre": explode}):
             run_logits(tiny_model, ids)
     assert count_hooks(tiny_model) == 0
     assert torch.equal(run_logits(tiny_model, ids), baseline)

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import html
+from collections.abc import Iterable
+
+import numpy as np
 import plotly.graph_objects as go
 
 from interp.forward import NextTokenPredictions
 
 FONT = "Inter, system-ui, sans-serif"
+
+
+def plot_text(labels: Iterable[str]) -> list[str]:
+    """Token text made safe for plotly, which renders a subset of HTML (<a>, <b>, <br>) in labels.
+
+    Plotly decodes entities, so an escaped ``<b>`` shows as the literal text the user typed.
+    """
+    return [html.escape(str(label), quote=False) for label in labels]
+
+
+def plot_text_array(labels: np.ndarray) -> np.ndarray:
+    return np.vectorize(lambda label: html.escape(str(label), quote=False), otypes=[object])(labels)
 
 
 def base_layout(fig: go.Figure, *, height: int = 380, title: str | None = None) -> go.Figure:
@@ -22,7 +38,7 @@ def base_layout(fig: go.Figure, *, height: int = 380, title: str | None = None) 
 
 def next_token_bar(predictions: NextTokenPredictions) -> go.Figure:
     """Horizontal bars of the top next tokens, most likely on top, in percent."""
-    labels = [f"{token!s}" for token in predictions.tokens][::-1]
+    labels = plot_text(predictions.tokens)[::-1]
     percents = [100 * p for p in predictions.probabilities][::-1]
     fig = go.Figure(
         go.Bar(
@@ -35,8 +51,6 @@ def next_token_bar(predictions: NextTokenPredictions) -> go.Figure:
             hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
         )
     )
-    fig.update_xaxes(
-        title="probability of being the next token (%)", range=[0, max(percents) * 1.18 + 1], gridcolor="#eee"
-    )
+    fig.update_xaxes(title="probability of being the next token (%)", range=[0, max(percents) * 1.18 + 1], gridcolor="#eee")
     fig.update_yaxes(type="category")
     return base_layout(fig, height=60 + 32 * len(labels))

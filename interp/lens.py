@@ -1,0 +1,101 @@
+"""The logit lens: read the residual stream after every layer as if it were the last.
+
+nostalgebraist (2020) observed that decoding intermediate residual streams with the model's own
+final norm and unembedding shows the prediction taking shape layer by layer. Row 0 is the
+embedding (before any block); row ``l + 1`` is the stream after block ``l``; the last row is
+exactly the model's output. Early rows of models with untied or strongly rotated bases can
+read as noise — the lens assumes every layer speaks the unembedding's language, which is only
+approximately true (the tuned lens, Belrose et al. 2023, learns a per-layer correction).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from interp.loading import LoadedModel
+from interp.recording import decode_residual, record
+from interp.tokens import as_batch, check_length, single_token_id, token_label, token_labels, tokenize
+
+
+@dataclasses.dataclass(frozen=True)
+class LensResult:
+    """Top-k decoded tokens per layer and position, and optionally one target token's fate.
+
+    Attributes:
+        layer_labels: "embed", then "L0" .. "L{n-1}" (the stream after each block).
+        top_tokens / top_ids / top_probs: ``[layer_row, position, k]``.
+        target_probs / target_ranks: ``[layer_row, position]`` for ``target`` (rank 1 = top), or None.
+    """
+
+    tokens: tuple[str, ...]
+    token_ids: tuple[int, ...]
+    layer_labels: tuple[str, ...]
+    top_tokens: np.ndarray
+    top_ids: np.ndarray
+    top_probs: np.ndarray
+    target: str | None
+    target_id: int | None
+    target_probs: np.ndarray | None
+    target_ranks: np.ndarray | None
+
+    def to_frame(self):
+        import pandas as pd
+
+        rows = []
+        for layer, label in enumerate(self.layer_labels):
+            for pos, token in enumerate(self.tokens):
+                row = {"layer": label, "position": pos, "token": token}
+                for rank in range(self.top_tokens.shape[2]):
+                    row[f"top{rank + 1}_token"] = self.top_tokens[layer, pos, rank]
+                    row[f"top{rank + 1}_prob"] = float(self.top_probs[layer, pos, rank])
+                if self.target_probs is not None:
+                    row[f"target_prob ({self.target})"] = float(self.target_probs[layer, pos])
+                    row["target_rank"] = int(self.target_ranks[layer, pos])  # type: ignore[index]
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def residual_hook_names(model: LoadedModel) -> list[str]:
+    """The stream before block 0, then after each block."""
+    return ["blocks.0.hook_resid_pre"] + [f"blocks.{layer}.hook_resid_post" for layer in range(model.info.n_layers)]
+
+
+def logit_lens(
+    model: LoadedModel, prompt: str, target: str | None = None, *, k: int = 5, max_tokens: int | None = None
+) -> LensResult:
+    """Decode the residual stream after every layer, at every position.
+
+    Args:
+        target: A single token (e.g. " Paris") whose probability and rank to follow per layer.
+        k: How many top tokens to keep per cell.
+    """
+    ids = tokenize(model, prompt)
+    check_length(model, len(ids), limit=max_tokens)
+    target_id = single_token_id(model, target) if target else None
+    names = residual_hook_names(model)
+    recording = record(model, as_batch(ids, model), names)
+    residuals = recording.stack(names)[:, 0]  # [layer_row, pos, d_model]
+    logits = decode_residual(model, residuals).float()
+    probs = torch.softmax(logits, dim=-1)
+    top = torch.topk(probs, k, dim=-1)
+    top_ids = top.indices.cpu().numpy()
+    labels = np.vectorize(lambda i: token_label(model.tokenizer, int(i)), otypes=[object])(top_ids)
+    target_probs = target_ranks = None
+    if target_id is not None:
+        target_probs = probs[..., target_id].cpu().numpy()
+        target_ranks = (probs > probs[..., target_id : target_id + 1]).sum(dim=-1).add(1).cpu().numpy()
+    return LensResult(
+        tokens=tuple(token_labels(model, ids)),
+        token_ids=tuple(ids),
+        layer_labels=("embed", *(f"L{layer}" for layer in range(model.info.n_layers))),
+        top_tokens=labels,
+        top_ids=top_ids,
+        top_probs=top.values.cpu().numpy(),
+        target=target,
+        target_id=target_id,
+        target_probs=target_probs,
+        target_ranks=target_ranks,
+    )
