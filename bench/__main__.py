@@ -10,7 +10,7 @@ import time
 
 import torch
 
-SECTIONS = ["foundation"]
+SECTIONS = ["foundation", "attention"]
 
 
 def main(argv: list[str] | None = None) -> int:
