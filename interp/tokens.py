@@ -8,6 +8,7 @@ logit differ from the model's real behaviour. If the tokenizer adds BOS itself, 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -18,16 +19,22 @@ from interp.loading import LoadedModel
 WHITESPACE_GLYPHS = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})
 
 
-def tokenize(model: LoadedModel, text: str, *, chat: bool = False) -> list[int]:
+def tokenize(model: LoadedModel, text: str | Sequence[int], *, chat: bool = False) -> list[int]:
     """Token ids for ``text`` as the model's tokenizer produces them.
 
     Args:
+        text: The prompt; or token ids, taken as they are (for probes built from ids).
         chat: Wrap ``text`` as a user turn with the tokenizer's chat template (instruct models).
 
     Raises:
         InputError: the text yields no tokens and the model has no BOS token to start from.
     """
     tokenizer = model.tokenizer
+    if not isinstance(text, str):
+        ids = [int(i) for i in text]
+        if not ids or min(ids) < 0 or max(ids) >= model.info.d_vocab:
+            raise InputError(f"Token ids must be a non-empty list of ids in 0..{model.info.d_vocab - 1}.")
+        return ids
     if chat and getattr(tokenizer, "chat_template", None):
         ids = tokenizer.apply_chat_template(
             [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True, return_dict=False

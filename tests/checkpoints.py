@@ -39,7 +39,7 @@ def train_tokenizer(vocab_size: int = 384):
     )
 
 
-def save_tiny_llama(folder: Path, *, seed: int = 0, n_layers: int = 2) -> Path:
+def save_tiny_llama(folder: Path, *, seed: int = 0, n_layers: int = 2, init_scale: float = 8.0) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = train_tokenizer()
@@ -59,7 +59,7 @@ def save_tiny_llama(folder: Path, *, seed: int = 0, n_layers: int = 2) -> Path:
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
-    _enlarge_init(model)
+    _enlarge_init(model, init_scale)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -80,13 +80,13 @@ def save_tiny_gpt2(folder: Path, *, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(config)
-    _enlarge_init(model)
+    _enlarge_init(model, 8.0)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
 
-def _enlarge_init(model: torch.nn.Module) -> None:
+def _enlarge_init(model: torch.nn.Module, scale: float) -> None:
     """Scale weights up from HF's 0.02 init so attention patterns and logits are not flat.
 
     With the default init every random model predicts a near-uniform distribution, which makes
@@ -95,4 +95,32 @@ def _enlarge_init(model: torch.nn.Module) -> None:
     with torch.no_grad():
         for param in model.parameters():
             if param.dim() == 2:
-                param.mul_(8.0)
+                param.mul_(scale)
+
+
+def save_trained_first_token_llama(folder: Path, *, seed: int = 0, steps: int = 300) -> Path:
+    """A tiny Llama trained until its next token is the *first* token of the prompt.
+
+    A circuit planted by training: the answer depends on position 0 alone, so a faithful
+    attribution must put the most weight there, and a re-initialised copy must not.
+    """
+    from transformers import LlamaForCausalLM
+
+    save_tiny_llama(folder, seed=seed)
+    model = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    generator = torch.Generator().manual_seed(seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
+    model.train()
+    for _ in range(steps):
+        tokens = torch.randint(10, 60, (64, FIRST_TOKEN_LENGTH), generator=generator)
+        logits = model(tokens).logits[:, -1]
+        loss = torch.nn.functional.cross_entropy(logits, tokens[:, 0])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    model.eval()
+    model.save_pretrained(folder)
+    return folder
+
+
+FIRST_TOKEN_LENGTH = 8
