@@ -14,6 +14,7 @@ st.set_page_config(page_title="Steerscope", page_icon=str(ROOT / "ui" / "assets"
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
+    st.Page("pages/attribution.py", title="Attribution", icon=":material/highlight:"),
 ]
 
 navigation = st.navigation(PAGES)

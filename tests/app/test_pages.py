@@ -59,6 +59,11 @@ def test_home_loads_a_checkpoint_folder_typed_in_the_sidebar(tiny_llama_dir):
     assert card.iloc[0, 1] == tiny_llama_dir.name
 
 
+def frame_with(app: AppTest, column: str):
+    """The first table on the page that has ``column``."""
+    return next(frame.value for frame in app.dataframe if column in frame.value.columns)
+
+
 def open_page(path: str, **state: str) -> AppTest:
     app = open_app_with(**state)
     app.switch_page(path).run()
@@ -94,3 +99,54 @@ def test_attention_page_shows_html_in_a_prompt_as_text():
     assert "<script" not in chips and "<b>" not in chips
     shown = html.unescape("".join(re.findall(r">([^<]*)</span>", chips)))
     assert shown == "<b>bold</b>␣<script>alert(1)</script>␣**stars**"
+
+
+def test_attribution_page_runs_two_methods_on_one_prompt():
+    app = open_page("pages/attribution.py")
+    app.multiselect(key="attr_methods").set_value(["feature_ablation", "gradient_x_input"]).run()
+    app.button(key="attr_run").click().run()
+    assert not app.exception and not app.error
+    summary = frame_with(app, "comprehensiveness (higher = better)")
+    assert list(summary["method"]) == ["Feature ablation", "Gradient × input"]
+    assert summary["comprehensiveness (higher = better)"].notna().all()
+    assert len(app.get("html")) >= 2  # one row of token chips per method
+
+
+CSV_WITH_PROBLEMS = (
+    "prompt,target,notes\n"
+    "The Eiffel Tower is in the city of, Paris,landmark\n"
+    ",,empty prompt\n"
+    "When Mary and John went to the store John gave a drink to, Mary,ioi\n"
+).encode()
+
+
+def test_attribution_page_reads_an_upload_and_lists_skipped_rows():
+    app = open_page("pages/attribution.py")
+    app.file_uploader(key="attr_upload").upload("prompts.csv", CSV_WITH_PROBLEMS, "text/csv").run()
+    assert not app.exception and not app.error
+    shown = [s.value.replace("\\", "") for s in app.success]  # markdown-escaped user text
+    assert any("prompts.csv: 2 prompt(s) read, 1 row(s) skipped; columns ignored: notes" in text for text in shown), shown
+    skipped = frame_with(app, "reason")
+    assert list(skipped["line"]) == [3] and skipped["reason"][0] == "empty prompt"
+    app.multiselect(key="attr_batch_methods").set_value(["feature_ablation"]).run()
+    app.button(key="attr_batch_run").click().run()
+    assert not app.exception and not app.error
+    results = frame_with(app, "top_tokens")
+    assert list(results["line"]) == [2, 4]
+    assert results["top_tokens"].str.len().gt(0).all()
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("prompts.csv", b"text,target\nhello,world\n", "no 'prompt' column (found 'text', 'target')"),
+        ("prompts.csv", "prompt\ncaf\u00e9\n".encode("latin-1"), "line 2: the file is not UTF-8"),
+        ("prompts.jsonl", b'{"prompt": "ok"}\n{"prompt": oops}\n', "line 2, column 12: not valid JSON"),
+        ("prompts.txt", b"\n\n", "is empty"),
+    ],
+)
+def test_attribution_page_explains_a_bad_upload(name, content, message):
+    app = open_page("pages/attribution.py")
+    app.file_uploader(key="attr_upload").upload(name, content).run()
+    assert not app.exception
+    assert any(message in error.value for error in app.error), [e.value for e in app.error]

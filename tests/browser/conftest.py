@@ -127,6 +127,12 @@ class Page:
         )
         self.tab.set_viewport_size({"width": viewport["width"], "height": min(max(height, viewport["height"]), 3200)})
         self.tab.wait_for_timeout(600)
+        # Plotly charts draw only once visible: wait until every chart on the page has its SVG.
+        self.tab.wait_for_function(
+            "() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')].every(c => c.querySelector('.main-svg'))",
+            timeout=20_000,
+        )
+        self.tab.wait_for_timeout(400)
         self.tab.screenshot(path=str(path))
         self.tab.set_viewport_size(viewport)
         return path
