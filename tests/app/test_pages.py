@@ -113,11 +113,11 @@ def test_attribution_page_runs_two_methods_on_one_prompt():
 
 
 CSV_WITH_PROBLEMS = (
-    "prompt,target,notes\n"
-    "The Eiffel Tower is in the city of, Paris,landmark\n"
-    ",,empty prompt\n"
-    "When Mary and John went to the store John gave a drink to, Mary,ioi\n"
-).encode()
+    b"prompt,target,notes\n"
+    b"The Eiffel Tower is in the city of, Paris,landmark\n"
+    b",,empty prompt\n"
+    b"When Mary and John went to the store John gave a drink to, Mary,ioi\n"
+)
 
 
 def test_attribution_page_reads_an_upload_and_lists_skipped_rows():

@@ -5,7 +5,11 @@ from __future__ import annotations
 import csv
 import io
 
-CSV = 'prompt,target\nThe Eiffel Tower is in the city of, Paris\n"When Mary and John went to the store, John gave a drink to", Mary\n'
+CSV = (
+    "prompt,target\n"
+    "The Eiffel Tower is in the city of, Paris\n"
+    '"When Mary and John went to the store, John gave a drink to", Mary\n'
+)
 
 
 def test_upload_run_and_download_a_batch(page, tmp_path):

@@ -15,7 +15,12 @@ from interp.attribution_batch import batch_frame, batch_json, driving_tokens, ru
 from interp.prompt_files import read_prompt_file
 
 ROOT = Path(__file__).resolve().parents[2]
-CSV = b'prompt,target\nWhen Mary and John went to the store, Mary\n=HYPERLINK("x") and John went to the, store\nI love dogs because,\n'
+CSV = (
+    b"prompt,target\n"
+    b"When Mary and John went to the store, Mary\n"
+    b'=HYPERLINK("x") and John went to the, store\n'
+    b"I love dogs because,\n"
+)
 
 
 def test_batch_reports_progress_and_matches_single_runs(tiny_llama):
@@ -25,7 +30,7 @@ def test_batch_reports_progress_and_matches_single_runs(tiny_llama):
     assert [p.done for p in seen] == list(range(1, 7)) and seen[-1].total == 6
     assert seen[0].eta_seconds is not None and seen[-1].eta_seconds == 0
     single = attribute(tiny_llama, prompts.rows[0].prompt, Target.next_token(" Mary"), "shapley_sampling")
-    batched = [i for i in result.items if i.line == 2 and i.method == "shapley_sampling"][0].attribution
+    batched = next(i for i in result.items if i.line == 2 and i.method == "shapley_sampling").attribution
     assert (batched.scores == single.scores).all()
 
 
@@ -76,7 +81,8 @@ def test_command_line_explains_bad_input(tiny_llama_dir, tmp_path, args, message
     source = tmp_path / "p.csv"
     source.write_bytes(CSV)
     completed = subprocess.run(
-        [sys.executable, "-m", "interp", "attribute", str(source), *args, "--model", str(tiny_llama_dir), "--out", str(tmp_path / "o.csv")],
+        [sys.executable, "-m", "interp", "attribute", str(source), *args,
+         "--model", str(tiny_llama_dir), "--out", str(tmp_path / "o.csv")],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert message in completed.stderr
