@@ -10,7 +10,7 @@ import time
 
 import torch
 
-SECTIONS = ["foundation", "attention"]
+SECTIONS = ["foundation", "attention", "attribution"]
 
 
 def main(argv: list[str] | None = None) -> int:
