@@ -168,6 +168,7 @@ def head_scores(model: LoadedModel, *, seed: int = 0, n_sequences: int = 8, repe
 
 def compute_head_scores(model: LoadedModel, *, seed: int = 0, n_sequences: int = 8, repeat_length: int = 32) -> HeadScores:
     """:func:`head_scores` without the cache (runs the probe every time; honours active hooks)."""
+    repeat_length = min(repeat_length, model.info.n_ctx // 2)  # short-context models get shorter probes
     tokens = probe_tokens(model, n_sequences=n_sequences, repeat_length=repeat_length, seed=seed)
     names = pattern_hook_names(model)
     patterns = record(model, tokens, names).stack(names).float().cpu()  # [layer, batch, head, q, k]

@@ -1,0 +1,167 @@
+"""Ready-made clean/corrupted prompt pairs with their metric, and custom pairs with validation.
+
+* **Induction** — random tokens ``R R`` (clean) against ``R' R`` (corrupted: a different first
+  half, so the second half has nothing to copy). Metric: loss on the second half's tokens.
+* **Indirect object identification** (Wang et al. 2022) — "When Mary and John went to the store,
+  John gave a drink to" → " Mary". Corrupted: the repeated name swapped, so the answer flips.
+  Metric: logit(right name) - logit(other name).
+* **Factual recall** — "The Eiffel Tower is in the city of" → " Paris", corrupted with another
+  landmark of the same token length. Metric: logit(Paris) - logit(the other city).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from interp.circuits import Metric
+from interp.errors import InputError
+from interp.loading import LoadedModel
+from interp.tokens import single_token_id, token_labels, tokenize
+
+PRESETS = ("induction", "ioi", "factual")
+PRESET_TITLES = {
+    "induction": "Induction (repeated random tokens)",
+    "ioi": "Indirect object identification",
+    "factual": "Factual recall",
+}
+
+# {a} is the indirect object (the answer); {b} is the subject, repeated. Corrupting swaps the
+# repeated name, which makes {b} the answer instead.
+IOI_TEMPLATES = [
+    "When {a} and {b} went to the store, {b} gave a drink to",
+    "After {a} and {b} had lunch at the cafe, {b} handed a menu to",
+    "Then {a} and {b} went to the park. {b} gave a ball to",
+    "While {a} and {b} were at the office, {b} sent an email to",
+]
+IOI_NAMES = [("Mary", "John"), ("Alice", "Bob"), ("Sarah", "Tom"), ("Emma", "James")]
+FACTS = [
+    ("The Eiffel Tower is in the city of", " Paris"),
+    ("The Colosseum is in the city of", " Rome"),
+    ("Big Ben is in the city of", " London"),
+    ("The Brandenburg Gate is in the city of", " Berlin"),
+    ("The Statue of Liberty is in the city of", " New"),
+    ("The Kremlin is in the city of", " Moscow"),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class PatchingTask:
+    """A clean and a corrupted batch of prompts of equal shape, and the metric that tells them apart."""
+
+    name: str
+    clean: torch.Tensor  # [batch, pos]
+    corrupted: torch.Tensor
+    metric: Metric
+    clean_text: tuple[str, ...]
+    corrupted_text: tuple[str, ...]
+    position_labels: tuple[str, ...]  # tokens of the first clean prompt, for plot axes
+
+
+def induction_task(model: LoadedModel, *, n_prompts: int = 4, half: int = 12, seed: int = 0) -> PatchingTask:
+    from interp.attention import probe_tokens
+
+    clean = probe_tokens(model, n_sequences=n_prompts, repeat_length=half, seed=seed)
+    corrupted = clean.clone()
+    corrupted[:, :half] = probe_tokens(model, n_sequences=n_prompts, repeat_length=half, seed=seed + 1)[:, :half]
+    metric = Metric.repeated_loss(clean, positions=list(range(half, 2 * half - 1)))
+    labels = tuple(token_labels(model, clean[0].tolist()))
+    decode = model.tokenizer.decode
+    return PatchingTask("induction", clean, corrupted, metric, tuple(decode(r) for r in clean.tolist()),
+                        tuple(decode(r) for r in corrupted.tolist()), labels)  # fmt: skip
+
+
+def ioi_task(model: LoadedModel, n_prompts: int = 4) -> PatchingTask:
+    """IOI prompts from several templates and name pairs, all of one token length (a batch must line up)."""
+    by_length: dict[int, list[tuple]] = {}
+    for template in IOI_TEMPLATES:
+        for a, b in IOI_NAMES:
+            clean_text = template.format(a=a, b=b)
+            head, tail = clean_text.rsplit(b, 1)
+            corrupt_text = head + a + tail
+            clean_ids, corrupt_ids = tokenize(model, clean_text), tokenize(model, corrupt_text)
+            names = (
+                model.tokenizer(" " + a, add_special_tokens=False).input_ids,
+                model.tokenizer(" " + b, add_special_tokens=False).input_ids,
+            )
+            if len(clean_ids) != len(corrupt_ids) or len(names[0]) != 1 or len(names[1]) != 1:
+                continue  # a name split into several tokens, or the swap changed the length
+            by_length.setdefault(len(clean_ids), []).append(
+                (clean_ids, corrupt_ids, names[0][0], names[1][0], clean_text, corrupt_text)
+            )
+    if not by_length:
+        raise InputError(
+            "None of the IOI prompts works for this tokenizer (names split into several tokens); write a custom pair."
+        )
+    # Mix templates and names: take the largest same-length group, one name pair per template first.
+    group = max(by_length.values(), key=len)
+    chosen = group[:: max(1, len(group) // n_prompts)][:n_prompts]
+    clean_rows, corrupt_rows, answers, wrongs, texts, corrupt_texts = (list(column) for column in zip(*chosen, strict=True))
+    metric = Metric.logit_diff(answers, wrongs, "logit(right name) - logit(other name)")
+    return _stack_task(model, "ioi", clean_rows, corrupt_rows, metric, texts, corrupt_texts)
+
+
+def factual_task(model: LoadedModel) -> PatchingTask:
+    """The Eiffel Tower fact, corrupted with the first other landmark of the same token length."""
+    clean_text, answer = FACTS[0]
+    clean_ids = tokenize(model, clean_text)
+    for other_text, other_answer in FACTS[1:]:
+        other_ids = tokenize(model, other_text)
+        if len(other_ids) == len(clean_ids):
+            metric = Metric.logit_diff([single_token_id(model, answer)], [single_token_id(model, other_answer)],
+                                       f"logit({answer.strip()}) - logit({other_answer.strip()})")  # fmt: skip
+            return _stack_task(model, "factual", [clean_ids], [other_ids], metric, [clean_text], [other_text])
+    raise InputError(f"No corrupted landmark has as many tokens as {clean_text!r} for this model; write a custom pair.")
+
+
+def custom_task(model: LoadedModel, clean_text: str, corrupted_text: str, answer: str, wrong: str) -> PatchingTask:
+    """A user's own pair. Both prompts must have the same number of tokens (see :func:`align`)."""
+    clean_ids, corrupt_ids = tokenize(model, clean_text), tokenize(model, corrupted_text)
+    if len(clean_ids) != len(corrupt_ids):
+        raise InputError(
+            f"The clean prompt is {len(clean_ids)} tokens and the corrupted one {len(corrupt_ids)}; patching needs them "
+            "to line up token by token. Change a word for one of the same token length, or align them (pads the "
+            "shorter one at the start)."
+        )
+    metric = Metric.logit_diff(
+        [single_token_id(model, answer)], [single_token_id(model, wrong)], f"logit({answer!r}) - logit({wrong!r})"
+    )
+    return _stack_task(model, "custom", [clean_ids], [corrupt_ids], metric, [clean_text], [corrupted_text])
+
+
+def align(model: LoadedModel, clean_text: str, corrupted_text: str) -> tuple[list[int], list[int]]:
+    """Pad the shorter prompt's token ids at the start with the pad token, so the two line up at the end."""
+    from interp.attribution import baseline_token_id
+
+    clean_ids, corrupt_ids = tokenize(model, clean_text), tokenize(model, corrupted_text)
+    width = max(len(clean_ids), len(corrupt_ids))
+    pad = baseline_token_id(model)
+    return [pad] * (width - len(clean_ids)) + clean_ids, [pad] * (width - len(corrupt_ids)) + corrupt_ids
+
+
+def aligned_task(model: LoadedModel, clean_text: str, corrupted_text: str, answer: str, wrong: str) -> PatchingTask:
+    clean_ids, corrupt_ids = align(model, clean_text, corrupted_text)
+    metric = Metric.logit_diff(
+        [single_token_id(model, answer)], [single_token_id(model, wrong)], f"logit({answer!r}) - logit({wrong!r})"
+    )
+    return _stack_task(model, "custom (aligned)", [clean_ids], [corrupt_ids], metric, [clean_text], [corrupted_text])
+
+
+def preset_task(model: LoadedModel, name: str) -> PatchingTask:
+    if name == "induction":
+        return induction_task(model)
+    if name == "ioi":
+        return ioi_task(model)
+    if name == "factual":
+        return factual_task(model)
+    raise InputError(f"Unknown preset {name!r}; choose from {', '.join(PRESETS)}.")
+
+
+def _stack_task(model, name, clean_rows, corrupt_rows, metric, texts, corrupt_texts) -> PatchingTask:
+    if not clean_rows:
+        raise InputError(f"None of the {name} prompts tokenise to equal lengths for this model; write a custom pair.")
+    clean, corrupted = torch.tensor(clean_rows), torch.tensor(corrupt_rows)
+    return PatchingTask(
+        name, clean, corrupted, metric, tuple(texts), tuple(corrupt_texts), tuple(token_labels(model, clean_rows[0]))
+    )

@@ -1,0 +1,186 @@
+"""Circuit methods recover a circuit planted by construction, and hold their identities on SmolLM2."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from interp import InputError, load_model
+from interp.circuit_presets import align, custom_task, factual_task, induction_task, ioi_task
+from interp.circuits import (
+    Component,
+    Metric,
+    ablate,
+    ablation_sweep,
+    all_heads,
+    attribution_patch,
+    circuit_faithfulness,
+    direct_logit_attribution,
+    patch_sweep,
+)
+from interp.hooks import count_hooks
+from interp.toy import induction as toy
+
+PREVIOUS_TOKEN, INDUCTION = Component("head", 0, 1), Component("head", 1, 2)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return load_model(toy.SHIPPED, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def planted_task(planted):
+    return induction_task(planted, n_prompts=32, half=16)
+
+
+@pytest.fixture(scope="module")
+def reference(planted_task):
+    return torch.randint(0, toy.VOCAB, (64, planted_task.clean.shape[1]), generator=torch.Generator().manual_seed(5))
+
+
+# --- the planted model itself -------------------------------------------------------------------
+
+
+def test_card_names_the_circuit_the_patterns_show(planted):
+    from interp.attention import compute_head_scores
+
+    card = toy.load_card()
+    assert (card["circuit"]["previous_token_head"]["layer"], card["circuit"]["previous_token_head"]["head"]) == (0, 1)
+    assert (card["circuit"]["induction_head"]["layer"], card["circuit"]["induction_head"]["head"]) == (1, 2)
+    assert card["held_out_loss_repeated_nats"] < 1.0 < 4.0 < card["held_out_loss_other_nats"]
+    assert (toy.SHIPPED / "model.safetensors").stat().st_size < 2_000_000
+    scores = compute_head_scores(planted, n_sequences=16, repeat_length=16)
+    assert scores.top_heads("induction", 1)[0][:2] == (1, 2)
+    assert np.argmax(scores.previous_token[0]) == 1
+
+
+def test_a_short_retraining_plants_the_same_structure(tmp_path):
+    model, report = toy.train(seed=0, steps=400)
+    assert report.loss_repeated < 1.5 and report.loss_other > 3.5
+    folder = toy.save(model, report, tmp_path / "retrained")
+    circuit = toy.load_card(folder)["circuit"]
+    assert (circuit["induction_head"]["layer"], circuit["induction_head"]["head"]) == (1, 2)
+    assert circuit["induction_head"]["induction_score"] > 0.5
+    assert (circuit["previous_token_head"]["layer"], circuit["previous_token_head"]["head"]) == (0, 1)
+
+
+# --- the methods recover it --------------------------------------------------------------------------
+
+
+def test_activation_patching_puts_the_induction_head_first(planted, planted_task):
+    denoise = patch_sweep(planted, planted_task.clean, planted_task.corrupted, planted_task.metric, "heads")
+    assert denoise.ranked(1)[0][0] == "L1 H2" and denoise.values[1, 2] > 0.8
+    noise = patch_sweep(planted, planted_task.clean, planted_task.corrupted, planted_task.metric, "heads", direction="noise")
+    # Noising: putting a corrupted value into the clean run breaks what depends on it (score near 0).
+    order = np.argsort(noise.values, axis=None)[:2]
+    assert {divmod(int(i), 4) for i in order} == {(0, 1), (1, 2)}
+    assert count_hooks(planted) == 0
+
+
+def test_ablation_puts_the_two_circuit_heads_first(planted, planted_task, reference):
+    sweep = ablation_sweep(planted, planted_task.clean, planted_task.metric, method="mean", reference=reference)
+    order = np.argsort(-sweep.values, axis=None)[:2]  # the largest rise in loss
+    assert {divmod(int(i), 4) for i in order} == {(0, 1), (1, 2)}
+
+
+def test_attribution_patching_agrees_with_activation_patching(planted, planted_task):
+    exact = patch_sweep(planted, planted_task.clean, planted_task.corrupted, planted_task.metric, "heads")
+    estimate = attribution_patch(planted, planted_task.clean, planted_task.corrupted, planted_task.metric, "heads")
+    assert spearmanr(exact.values.ravel(), estimate.values.ravel()).statistic >= 0.8
+    assert estimate.ranked(1)[0][0] == "L1 H2"
+    assert estimate.forward_rows == 3 * planted_task.clean.shape[0]
+
+
+def test_ablating_the_circuit_destroys_copying_and_nothing_else_does(planted, planted_task, reference):
+    clean, metric = planted_task.clean, planted_task.metric
+    first_half = Metric.repeated_loss(clean, positions=list(range(0, 15)))  # unpredictable tokens
+    with torch.inference_mode():
+        first_half_loss = float(first_half(planted.bridge(clean))[0])
+    both = ablate(planted, clean, [PREVIOUS_TOKEN, INDUCTION], metric, method="mean", reference=reference)
+    assert both.metric_full < 1.0
+    assert both.metric_ablated > 0.9 * first_half_loss  # copying is gone: as bad as guessing
+    for head in all_heads(planted):
+        if head.label in {"L0.H1", "L1.H2"}:
+            continue
+        assert abs(ablate(planted, clean, [head], metric, method="mean", reference=reference).change) < 0.05
+
+
+def test_keeping_only_the_circuit_keeps_the_behaviour(planted, planted_task, reference):
+    full, circuit_only, no_heads = circuit_faithfulness(
+        planted, planted_task.clean, [PREVIOUS_TOKEN, INDUCTION], planted_task.metric, reference=reference
+    )
+    assert abs(circuit_only - full) < 0.05 and no_heads > full + 3
+
+
+def test_zero_and_resample_ablation(planted, planted_task):
+    zero = ablate(planted, planted_task.clean, [INDUCTION], planted_task.metric, method="zero")
+    resample = ablate(
+        planted, planted_task.clean, [INDUCTION], planted_task.metric, method="resample", corrupted=planted_task.corrupted
+    )
+    assert zero.change > 2 and resample.change > 2
+    with pytest.raises(InputError, match="needs a corrupted prompt"):
+        ablate(planted, planted_task.clean, [INDUCTION], planted_task.metric, method="resample")
+
+
+def test_residual_and_layer_sweeps_have_layer_by_position_shape(planted, planted_task):
+    for kind in ("resid_pre", "attn_out", "mlp_out"):
+        result = patch_sweep(
+            planted, planted_task.clean[:4], planted_task.corrupted[:4], _first_rows(planted_task.metric, 4), kind
+        )
+        assert result.values.shape == (2, planted_task.clean.shape[1])
+    mlp = patch_sweep(planted, planted_task.clean[:4], planted_task.corrupted[:4], _first_rows(planted_task.metric, 4), "mlp_out")
+    assert np.allclose(mlp.values, 0, atol=1e-6)  # the MLPs are zeroed by construction
+
+
+def _first_rows(metric: Metric, n: int) -> Metric:
+    return Metric.repeated_loss(torch.tensor(metric.targets[:n]), metric.positions)
+
+
+# --- identities on the real model ------------------------------------------------------------------------
+
+
+def test_patching_a_run_with_its_own_activations_changes_nothing(default_model):
+    task = ioi_task(default_model, n_prompts=2)
+    for kind in ("heads", "resid_pre"):
+        result = patch_sweep(default_model, task.clean, task.clean, task.metric, kind)
+        assert np.abs(result.raw_values - result.metric_clean).max() <= 1e-6
+        assert not result.comparable  # nothing to normalise against: the page says so
+
+
+def test_direct_logit_attribution_sums_to_the_metric(default_model):
+    task = ioi_task(default_model, n_prompts=2)
+    dla = direct_logit_attribution(default_model, task.clean, task.metric)
+    assert dla.heads.shape == (30, 9)
+    assert abs(dla.total - dla.metric) <= 1e-3
+
+
+def test_direct_logit_attribution_sums_on_layernorm_models(tiny_gpt2):
+    mary, john = (tiny_gpt2.tokenizer(t, add_special_tokens=False).input_ids[0] for t in (" Mary", " John"))
+    tokens = torch.tensor([tiny_gpt2.tokenizer("When Mary and John went to the store, John gave a drink to").input_ids])
+    dla = direct_logit_attribution(tiny_gpt2, tokens, Metric.logit_diff([mary], [john]))
+    assert abs(dla.total - dla.metric) <= 1e-3
+
+
+def test_ioi_and_factual_presets_run_end_to_end(default_model):
+    ioi = ioi_task(default_model)
+    assert ioi.clean.shape == ioi.corrupted.shape and ioi.clean.shape[0] >= 2
+    heads = patch_sweep(default_model, ioi.clean, ioi.corrupted, ioi.metric, "heads")
+    assert heads.metric_clean > 0 > heads.metric_corrupted  # the right name wins, then loses
+    assert heads.comparable and heads.values.shape == (30, 9)
+    factual = factual_task(default_model)
+    resid = patch_sweep(default_model, factual.clean, factual.corrupted, factual.metric, "resid_pre")
+    assert resid.values.shape == (30, factual.clean.shape[1]) and resid.comparable
+    same = (factual.clean[0] == factual.corrupted[0]).numpy()
+    # Where the two prompts share a token, the layer-0 stream is identical: patching it does nothing.
+    assert np.abs(resid.values[0, same]).max() <= 1e-5
+    assert resid.values[0, ~same].max() > 0.1  # while patching the subject moves the answer
+
+
+def test_custom_pairs_must_line_up(tiny_llama):
+    with pytest.raises(InputError, match="same token length|line up token by token"):
+        custom_task(tiny_llama, "I love dogs", "I love dogs because they", " they", " are")
+    clean, corrupted = align(tiny_llama, "I love dogs", "I love dogs because they")
+    assert len(clean) == len(corrupted)
