@@ -15,6 +15,7 @@ PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
     st.Page("pages/attribution.py", title="Attribution", icon=":material/highlight:"),
+    st.Page("pages/circuits.py", title="Circuits", icon=":material/account_tree:"),
 ]
 
 navigation = st.navigation(PAGES)

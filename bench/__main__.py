@@ -10,7 +10,7 @@ import time
 
 import torch
 
-SECTIONS = ["foundation", "attention", "attribution"]
+SECTIONS = ["foundation", "attention", "attribution", "circuits"]
 
 
 def main(argv: list[str] | None = None) -> int:

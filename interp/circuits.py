@@ -38,12 +38,12 @@ from interp.hooks import HookSite, intervene
 from interp.loading import LoadedModel
 from interp.recording import record
 
-SITE_KINDS = ("resid_pre", "attn_out", "mlp_out", "heads")
+SITE_KINDS = ("heads", "resid_pre", "attn_out", "mlp_out")
 SITE_TITLES = {
+    "heads": "Attention heads (output z, all positions)",
     "resid_pre": "Residual stream (before each block)",
     "attn_out": "Attention output",
     "mlp_out": "MLP output",
-    "heads": "Attention heads (output z, all positions)",
 }
 ABLATIONS = ("zero", "mean", "resample")
 
@@ -91,14 +91,24 @@ class Metric:
     def higher_is_better(self) -> bool:
         return self.kind != "repeated_loss"
 
+    def logits_to_keep(self) -> int:
+        """How many trailing positions' logits the metric reads (the unembedding is skipped elsewhere)."""
+        if self.kind == "repeated_loss":
+            return len(self.targets[0]) - min(self.positions)
+        return 1
+
     def per_row(self, logits: torch.Tensor) -> torch.Tensor:
-        """The metric for every row; row ``r`` belongs to prompt ``r % batch``."""
+        """The metric for every row; row ``r`` belongs to prompt ``r % batch``.
+
+        ``logits`` may hold only the last :meth:`logits_to_keep` positions.
+        """
         rows = logits.shape[0]
         prompt = torch.arange(rows, device=logits.device) % self.batch
         if self.kind == "repeated_loss":
             positions = torch.tensor(self.positions, device=logits.device)
             targets = torch.tensor(self.targets, device=logits.device)[prompt][:, positions + 1]
-            log_probs = torch.log_softmax(logits[:, positions].float(), dim=-1)
+            first_kept = len(self.targets[0]) - logits.shape[1]
+            log_probs = torch.log_softmax(logits[:, positions - first_kept].float(), dim=-1)
             return -log_probs.gather(-1, targets[..., None])[..., 0].mean(dim=-1)
         final = logits[:, -1].float()
         answers = torch.tensor(self.answers, device=logits.device)[prompt]
@@ -224,7 +234,7 @@ class AblationResult:
 
 def _run_metric(model: LoadedModel, tokens: torch.Tensor, metric: Metric, hooks=None) -> float:
     with intervene(model, hooks), torch.inference_mode():
-        return float(metric(model.bridge(tokens.to(model.device)))[0])
+        return float(metric(model.bridge(tokens.to(model.device), logits_to_keep=metric.logits_to_keep()))[0])
 
 
 def _replacement_hooks(sites_per_row: Sequence[Component], sources: dict[str, torch.Tensor], batch: int):
@@ -285,7 +295,7 @@ def patch_sweep(
         chunk = sites[begin : begin + per_chunk]
         tokens = base.repeat(len(chunk), 1).to(model.device)
         with intervene(model, _replacement_hooks(chunk, sources, prompts)), torch.inference_mode():
-            values.append(metric(model.bridge(tokens)).cpu())
+            values.append(metric(model.bridge(tokens, logits_to_keep=metric.logits_to_keep())).cpu())
         if progress is not None:
             progress(min(1.0, (begin + len(chunk)) / len(sites)))
     raw = torch.cat(values).numpy()
@@ -318,7 +328,7 @@ def attribution_patch(
         return activation  # returned, so the rest of the forward pass is computed from this tensor
 
     with intervene(model, [(name, keep) for name in names]), torch.enable_grad():
-        logits = model.bridge(base.to(model.device))
+        logits = model.bridge(base.to(model.device), logits_to_keep=metric.logits_to_keep())
         value = metric(logits)[0]
         gradients = torch.autograd.grad(value, [kept[name] for name in names])
     metric_base = float(value.detach())
@@ -463,7 +473,8 @@ def ablation_sweep(
     for begin in range(0, len(heads), per_chunk):
         chunk = heads[begin : begin + per_chunk]
         with intervene(model, _replacement_hooks(chunk, values, prompts)), torch.inference_mode():
-            out.append(metric(model.bridge(tokens.repeat(len(chunk), 1).to(model.device))).cpu())
+            repeated = tokens.repeat(len(chunk), 1).to(model.device)
+            out.append(metric(model.bridge(repeated, logits_to_keep=metric.logits_to_keep())).cpu())
     change = torch.cat(out).numpy() - full
     return PatchingResult(
         kind="heads",
@@ -547,17 +558,19 @@ def direct_logit_attribution(model: LoadedModel, tokens: torch.Tensor, metric: M
     norm = model.bridge.ln_final.original_component
     unembed = model.bridge.unembed.original_component
     answers = torch.tensor(metric.answers, device=final_resid.device)
-    direction = unembed.weight[answers].float()  # [batch, d_model]
+    direction = unembed.weight[answers].detach().float()  # [batch, d_model]
     bias_direction = unembed.bias[answers].float() if getattr(unembed, "bias", None) is not None else torch.zeros(len(answers))
     if metric.kind == "logit_diff":
         wrongs = torch.tensor(metric.wrongs, device=final_resid.device)
-        direction = direction - unembed.weight[wrongs].float()
+        direction = direction - unembed.weight[wrongs].detach().float()
         if getattr(unembed, "bias", None) is not None:
             bias_direction = bias_direction - unembed.bias[wrongs].float()
-    readout, constant = _frozen_norm_readout(norm, final_resid.float(), direction)
+    with torch.no_grad():
+        readout, constant = _frozen_norm_readout(norm, final_resid.float(), direction.detach())
 
     def read(component: torch.Tensor) -> float:  # [batch, d_model] -> mean contribution
-        return float(readout(component.float()).mean())
+        with torch.no_grad():
+            return float(readout(component.float()).mean())
 
     heads = np.zeros((n_layers, model.info.n_heads))
     biases = np.zeros(n_layers)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "app.py")
 
 pytestmark = pytest.mark.real_model
 
@@ -150,3 +151,33 @@ def test_attribution_page_explains_a_bad_upload(name, content, message):
     app.file_uploader(key="attr_upload").upload(name, content).run()
     assert not app.exception
     assert any(message in error.value for error in app.error), [e.value for e in app.error]
+
+
+PLANTED = {"model_choice": "Other: a folder, a .gguf file or a hub id", "model_custom_spec": str(ROOT / "interp/toy/induction_model")}
+
+
+def test_circuits_page_finds_the_planted_induction_head():
+    app = open_page("pages/circuits.py", **PLANTED)
+    app.radio(key="circ_task").set_value("induction").run()
+    app.button(key="circ_run").click().run()
+    assert not app.exception and not app.error
+    top = frame_with(app, "component")
+    assert top["component"].iloc[0] == "L1 H2"
+    assert "L1.H2" in app.multiselect(key="circ_ablate").value  # the top heads are preselected for ablation
+    app.button(key="circ_ablate_run").click().run()
+    assert not app.exception and not app.error
+    metrics = {m.label: m.value for m in app.metric}
+    assert float(metrics["These heads ablated"]) > float(metrics["Full model"]) + 2  # loss rises: copying is gone
+
+
+def test_circuits_page_explains_a_custom_pair_that_does_not_line_up():
+    app = open_page("pages/circuits.py", **PLANTED)
+    app.radio(key="circ_task").set_value("custom").run()
+    app.text_input(key="circ_clean").input("t1 t2 t3 t4").run()
+    app.text_input(key="circ_corrupted").input("t1 t2 t3").run()
+    app.text_input(key="circ_answer").input("t5").run()
+    app.text_input(key="circ_wrong").input("t6").run()
+    assert not app.exception
+    assert any("4 tokens and the corrupted one 3" in w.value for w in app.warning)
+    app.checkbox(key="circ_align").check().run()
+    assert not app.exception and not app.error

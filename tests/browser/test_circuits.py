@@ -1,0 +1,33 @@
+"""The circuits page in a real browser: load the planted model, run a sweep, open the top head."""
+
+from __future__ import annotations
+
+from tests.browser.test_attention import click_cell
+
+
+def test_planted_circuit_is_found_from_the_browser(page, tmp_path):
+    page.open("circuits")
+    tab = page.tab
+    tab.get_by_role("button", name="Use the model with a planted induction circuit").click()
+    page.wait_idle()
+    tab.get_by_text("induction_model").first.wait_for()  # the sidebar now shows the planted model
+    tab.get_by_role("button", name="Run sweep").click()
+    page.wait_idle(300)
+    exact = tab.locator(".js-plotly-plot", has=tab.locator(".gtitle", has_text="Activation patching (exact)"))
+    exact.wait_for()
+    click_cell(exact, column=2.5 / 4, row=1.5 / 2)  # head L1.H2
+    page.wait_idle()
+    tab.locator(".gtitle", has_text="Head L1.H2").wait_for()
+    assert page.screenshot("circuits", tmp_path).stat().st_size > 10_000
+
+
+def test_ioi_preset_runs_on_the_default_model(page, tmp_path):
+    page.open("circuits")
+    tab = page.tab
+    tab.get_by_text("Indirect object identification").click()
+    page.wait_idle()
+    tab.get_by_role("button", name="Run sweep").click()
+    page.wait_idle(300)
+    tab.locator(".gtitle", has_text="Activation patching (exact)").wait_for()
+    tab.get_by_text("Direct logit attribution").first.wait_for()
+    assert page.screenshot("circuits-ioi", tmp_path).stat().st_size > 10_000
