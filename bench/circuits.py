@@ -26,5 +26,6 @@ def run(quick: bool = False) -> str:
         f"### Head patching sweep, IOI preset ({prompts} prompts x {tokens} tokens, SmolLM2-135M-Instruct)\n\n"
         + table(["method", "wall time", "forward rows", "vs activation patching"], rows)
         + f"\n\nRank agreement (Spearman over 270 heads): {agreement:.2f}. "
-        + f"Top head by activation patching: {exact.ranked(1)[0][0]} ({exact.ranked(1)[0][1]:.2f} of the clean logit difference recovered)."
+        + f"Top head by activation patching: {exact.ranked(1)[0][0]} "
+        + f"({exact.ranked(1)[0][1]:.2f} of the clean logit difference recovered)."
     )

@@ -153,7 +153,10 @@ def test_attribution_page_explains_a_bad_upload(name, content, message):
     assert any(message in error.value for error in app.error), [e.value for e in app.error]
 
 
-PLANTED = {"model_choice": "Other: a folder, a .gguf file or a hub id", "model_custom_spec": str(ROOT / "interp/toy/induction_model")}
+PLANTED = {
+    "model_choice": "Other: a folder, a .gguf file or a hub id",
+    "model_custom_spec": str(ROOT / "interp/toy/induction_model"),
+}
 
 
 def test_circuits_page_finds_the_planted_induction_head():
