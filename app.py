@@ -16,6 +16,7 @@ PAGES = [
     st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
     st.Page("pages/attribution.py", title="Attribution", icon=":material/highlight:"),
     st.Page("pages/circuits.py", title="Circuits", icon=":material/account_tree:"),
+    st.Page("pages/steering.py", title="Steering", icon=":material/tune:"),
 ]
 
 navigation = st.navigation(PAGES)

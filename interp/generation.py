@@ -160,6 +160,101 @@ def generate_samples(
     return results
 
 
+def generate_batch(
+    model: LoadedModel,
+    prompts: list[str],
+    *,
+    max_new_tokens: int = 32,
+    n_samples: int = 1,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    stop_at_eos: bool = True,
+    chat: bool = False,
+    hooks: HookSpec | None = None,
+) -> list[list[Generation]]:
+    """Sample ``n_samples`` continuations of every prompt in one batch (left-padded, KV-cached).
+
+    Used by evaluations and sweeps, where many short samples are needed: one decode step serves
+    every row. Sample ``i`` of prompt ``j`` uses seed ``seed + j * n_samples + i``, so results do
+    not depend on which other prompts share the batch (up to float rounding under padding).
+
+    Returns:
+        For each prompt, its samples.
+    """
+    if not prompts:
+        return []
+    if max_new_tokens < 1 or n_samples < 1:
+        raise InputError("max_new_tokens and n_samples must be at least 1.")
+    settings = SamplingSettings(temperature, top_k, top_p)
+    encoded = [tokenize(model, prompt, chat=chat) for prompt in prompts]
+    for ids in encoded:
+        check_length(model, len(ids) + max_new_tokens, what="A prompt plus the tokens to generate")
+    rows = [ids for ids in encoded for _ in range(n_samples)]
+    width = max(len(ids) for ids in rows)
+    from interp.attribution import baseline_token_id
+
+    pad = baseline_token_id(model)
+    tokens = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, ids in enumerate(rows):
+        tokens[i, width - len(ids) :] = torch.tensor(ids)
+        mask[i, width - len(ids) :] = 1
+    generators = []
+    for i in range(len(rows) if settings.temperature > 0 else 0):
+        generator = torch.Generator(device=model.device)
+        generator.manual_seed(seed + i)
+        generators.append(generator)
+    eos = model.tokenizer.eos_token_id if stop_at_eos else None
+    start = time.perf_counter()
+    new_tokens = torch.empty((len(rows), 0), dtype=torch.long, device=model.device)
+    finished = torch.zeros(len(rows), dtype=torch.bool, device=model.device)
+    padded = bool((mask == 0).any())
+    with intervene(model, hooks), torch.inference_mode():
+        cache = DynamicCache(config=model.hf_model.config)
+        step_input, position = tokens.to(model.device), 0
+        attention = mask.to(model.device)
+        for _ in range(max_new_tokens):
+            model.position_offset = position
+            logits = model.bridge(
+                step_input, past_key_values=cache, attention_mask=attention if padded else None, logits_to_keep=1
+            )
+            position += step_input.shape[1]
+            next_tokens = _choose(logits[:, -1, :], settings, generators)
+            if eos is not None:
+                next_tokens = torch.where(finished, torch.full_like(next_tokens, eos), next_tokens)
+                finished |= next_tokens == eos
+            new_tokens = torch.cat([new_tokens, next_tokens[:, None]], dim=1)
+            if eos is not None and bool(finished.all()):
+                break
+            step_input = next_tokens[:, None]
+            attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
+    seconds = time.perf_counter() - start
+    out: list[list[Generation]] = []
+    for j, prompt in enumerate(prompts):
+        samples = []
+        for i in range(n_samples):
+            r = j * n_samples + i
+            row = new_tokens[r].tolist()
+            reason = "length"
+            if eos is not None and eos in row:
+                row, reason = row[: row.index(eos) + 1], "eos"
+            samples.append(
+                Generation(
+                    prompt,
+                    model.tokenizer.decode(row, skip_special_tokens=True),
+                    tuple(row),
+                    tuple(encoded[j]),
+                    None if settings.temperature == 0 else seed + r,
+                    reason,
+                    seconds,
+                )
+            )
+        out.append(samples)
+    return out
+
+
 def generate(
     model: LoadedModel,
     prompt: str,

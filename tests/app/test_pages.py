@@ -184,3 +184,29 @@ def test_circuits_page_explains_a_custom_pair_that_does_not_line_up():
     assert any("4 tokens and the corrupted one 3" in w.value for w in app.warning)
     app.checkbox(key="circ_align").check().run()
     assert not app.exception and not app.error
+
+
+def test_steering_page_builds_a_vector_and_steers_with_the_slider():
+    app = open_page("pages/steering.py")
+    assert not app.error, [e.value for e in app.error]
+    texts = [t.value for t in app.text]
+    assert len(texts) == 4  # two unsteered and two steered samples
+    app.slider(key="steer_coefficient").set_value(6.0).run()
+    assert not app.exception and not app.error
+    steered = [t.value for t in app.text][1::2]
+    assert steered != texts[1::2]  # moving the slider regenerated the steered samples
+    labels = [m.label for m in app.metric]
+    assert any("Perplexity" in label for label in labels)
+
+
+def test_steering_page_refuses_a_vector_for_another_model():
+    import torch
+
+    from steering.vector import SteeringVector
+
+    wrong = SteeringVector(layers=(3,), directions=torch.ones(1, 32), d_model=32, model_name="other")
+    app = open_page("pages/steering.py")
+    app.radio(key="steer_source").set_value("file").run()
+    app.file_uploader(key="steer_vector_file").upload("v.safetensors", wrong.to_safetensors()).run()
+    assert not app.exception
+    assert any("32 wide" in e.value for e in app.error)

@@ -21,13 +21,13 @@ def test_planted_circuit_is_found_from_the_browser(page, tmp_path):
     assert page.screenshot("circuits", tmp_path).stat().st_size > 10_000
 
 
-def test_ioi_preset_runs_on_the_default_model(page, tmp_path):
+def test_factual_preset_runs_on_the_default_model(page, tmp_path):
     page.open("circuits")
     tab = page.tab
-    tab.get_by_text("Indirect object identification").click()
+    tab.get_by_text("Factual recall").click()
     page.wait_idle()
     tab.get_by_role("button", name="Run sweep").click()
     page.wait_idle(300)
-    tab.locator(".gtitle", has_text="Activation patching (exact)").wait_for()
+    tab.locator(".gtitle", has_text="Activation patching (exact)").wait_for(timeout=300_000)
     tab.get_by_text("Direct logit attribution").first.wait_for()
-    assert page.screenshot("circuits-ioi", tmp_path).stat().st_size > 10_000
+    assert page.screenshot("circuits-factual", tmp_path).stat().st_size > 10_000

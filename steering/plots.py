@@ -1,0 +1,160 @@
+"""Figures for steering: sweep heatmaps, the Pareto front, what a vector promotes, layer similarity."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from interp.plots import base_layout, plot_text
+from steering.meaning import TokenEffect
+from steering.sweep import SweepResult
+
+CELL_HOVER = (
+    "%{y}, coefficient %{x}<br>gain %{customdata[0]:+.3f}<br>perplexity x%{customdata[1]:.2f}<extra>click to apply</extra>"
+)
+
+
+def sweep_heatmaps(result: SweepResult) -> go.Figure:
+    """Behaviour gain and perplexity ratio over layers x coefficients; click a cell to apply it."""
+    columns = [f"{c:g}" for c in result.coefficients]
+    rows = [f"L{layer}" for layer in result.layers]
+    gain = result.grid("behaviour") - result.baseline.mean_behaviour
+    ratio = result.grid("perplexity_ratio")
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(f"Behaviour gain ({result.scorer})", "Damage: perplexity / unsteered"),
+        horizontal_spacing=0.14,
+    )
+    fig.add_trace(
+        go.Heatmap(
+            z=gain,
+            x=columns,
+            y=rows,
+            colorscale="RdBu",
+            reversescale=True,
+            zmid=0,
+            colorbar={"x": 0.43, "thickness": 10},
+            hoverinfo="skip",
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Heatmap(z=ratio, x=columns, y=rows, colorscale="Oranges", zmin=1, colorbar={"thickness": 10}, hoverinfo="skip"),
+        row=1,
+        col=2,
+    )
+    cells = [(i, j) for i in range(len(rows)) for j in range(len(columns))]
+    for col, values in ((1, gain), (2, ratio)):
+        fig.add_trace(
+            go.Scatter(
+                x=[columns[j] for _, j in cells],
+                y=[rows[i] for i, _ in cells],
+                mode="markers+text",
+                text=[f"{values[i, j]:+.2f}" if col == 1 else f"{values[i, j]:.1f}x" for i, j in cells],
+                textfont={"size": 11},
+                marker={"size": 30, "symbol": "square", "color": "rgba(0,0,0,0)"},
+                customdata=[[gain[i, j], ratio[i, j]] for i, j in cells],
+                hovertemplate=CELL_HOVER,
+                showlegend=False,
+            ),
+            row=1,
+            col=col,
+        )
+    fig.update_xaxes(title="coefficient", type="category")
+    fig.update_yaxes(type="category", autorange="reversed")
+    return base_layout(fig, height=max(260, 55 * len(rows) + 120))
+
+
+def pareto_plot(result: SweepResult) -> go.Figure:
+    """Every setting as gain against damage; the front joined, the recommendation starred."""
+    base = result.baseline.mean_behaviour
+    sign = 1 if result.goal == "raise" else -1
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[c.perplexity_ratio for c in result.cells],
+            y=[sign * (c.behaviour - base) for c in result.cells],
+            mode="markers",
+            text=[f"L{c.layer}, coefficient {c.coefficient:g}" for c in result.cells],
+            marker={"color": "#9a93e6", "size": 9},
+            name="settings",
+            hovertemplate="%{text}<br>gain %{y:+.3f}<br>perplexity x%{x:.2f}<extra></extra>",
+        )
+    )
+    front = result.pareto_front()
+    fig.add_trace(
+        go.Scatter(
+            x=[c.perplexity_ratio for c in front],
+            y=[sign * (c.behaviour - base) for c in front],
+            mode="lines+markers",
+            line={"color": "#5b4bdb"},
+            name="Pareto front",
+            hoverinfo="skip",
+        )
+    )
+    best = result.recommended()
+    if best is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=[best.perplexity_ratio],
+                y=[sign * (best.behaviour - base)],
+                mode="markers",
+                marker={"symbol": "star", "size": 18, "color": "#e07b18"},
+                name=f"recommended: L{best.layer}, {best.coefficient:g}",
+            )
+        )
+    fig.add_vline(x=result.max_perplexity_ratio, line_dash="dot", line_color="#999")
+    fig.update_xaxes(title="damage: perplexity under the unsteered model (x unsteered)")
+    fig.update_yaxes(title=f"behaviour gain ({'higher' if sign > 0 else 'lower'} is the goal)")
+    fig.update_layout(legend={"orientation": "h", "y": -0.3})
+    return base_layout(fig, height=380)
+
+
+def token_effect_bars(effect: TokenEffect, k: int = 12) -> go.Figure:
+    promoted, suppressed = effect.promoted[:k], effect.suppressed[:k]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Promoted tokens", "Suppressed tokens"), horizontal_spacing=0.18)
+    fig.add_trace(
+        go.Bar(
+            x=[v for _, v in promoted][::-1], y=plot_text([t for t, _ in promoted][::-1]), orientation="h", marker_color="#5b4bdb"
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Bar(
+            x=[v for _, v in suppressed][::-1],
+            y=plot_text([t for t, _ in suppressed][::-1]),
+            orientation="h",
+            marker_color="#e07b18",
+        ),
+        row=1,
+        col=2,
+    )
+    fig.update_yaxes(type="category")
+    fig.update_xaxes(title="relative logit effect")
+    fig.update_layout(showlegend=False)
+    return base_layout(
+        fig, height=80 + 22 * k, title=f"What the direction at layer {effect.layer} says, read through the unembedding"
+    )
+
+
+def cosine_heatmap(matrix: np.ndarray, layers: tuple[int, ...]) -> go.Figure:
+    labels = [f"L{layer}" for layer in layers]
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=labels,
+            y=labels,
+            colorscale="RdBu",
+            reversescale=True,
+            zmin=-1,
+            zmax=1,
+            hovertemplate="%{y} vs %{x}: cosine %{z:.2f}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category")
+    return base_layout(fig, height=max(260, 24 * len(layers) + 120), title="Cosine between the layers' directions")

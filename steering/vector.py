@@ -1,0 +1,375 @@
+"""Steering vectors as small values: directions per layer, arithmetic, files in and out.
+
+A steering vector is one direction per layer at a named hook point (``resid_pre`` by default: the
+residual stream entering block ``L``), together with what it was made for — the model's name,
+width and weights hash — and how (method and source data). Adding ``coefficient × direction``
+to that activation during generation pushes the model toward the concept the direction encodes
+(Turner et al. 2023; Rimsky et al. 2024). Vectors add, subtract and scale like the arrays they
+are, which is what sliders and "v_love - v_hate" need.
+
+Files: the native format is safetensors (tensors ``direction.{layer}``) with JSON metadata; the
+llama.cpp control-vector GGUF layout (as repeng writes it) is exported and imported so a vector
+tuned here runs in llama.cpp; plain ``.npy`` arrays are imported without pickle.
+
+Layer convention for llama.cpp: it adds ``direction.{il}`` to the *output* of block ``il`` (and
+never to block 0's), which is Steerscope's ``resid_post`` of block ``il`` — the same tensor as the
+``resid_pre`` of block ``il + 1``. Exports map either; imports come back as ``resid_post``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from interp.errors import InputError
+from interp.loading import LoadedModel
+
+HOOK_POINTS = ("resid_pre", "resid_post", "resid_mid")
+MAX_FILE_BYTES = 50_000_000
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SteeringVector:
+    """Directions ``[len(layers), d_model]`` at ``blocks.{layer}.hook_{hook_point}``.
+
+    Attributes:
+        model_name, d_model, weights_sha256: the model it was made for (checked before use).
+        method: "actadd", "mean_difference", "pca", "import", or "sum" after arithmetic.
+        source: what it was made from, for the record (pairs, dataset name, file).
+    """
+
+    layers: tuple[int, ...]
+    directions: torch.Tensor
+    hook_point: str = "resid_pre"
+    model_name: str = ""
+    d_model: int = 0
+    weights_sha256: str = ""
+    method: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.hook_point not in HOOK_POINTS:
+            raise InputError(f"Unknown hook point {self.hook_point!r}; choose from {', '.join(HOOK_POINTS)}.")
+        if self.directions.ndim != 2 or self.directions.shape[0] != len(self.layers):
+            raise InputError(
+                f"Expected one direction per layer: {len(self.layers)} layers "
+                f"but directions of shape {tuple(self.directions.shape)}."
+            )
+        if len(set(self.layers)) != len(self.layers):
+            raise InputError("A steering vector lists a layer twice.")
+
+    # -- access ---------------------------------------------------------------------------------
+
+    def direction(self, layer: int) -> torch.Tensor:
+        return self.directions[self.layers.index(layer)]
+
+    def hook_name(self, layer: int) -> str:
+        return f"blocks.{layer}.hook_{self.hook_point}"
+
+    def norm(self) -> float:
+        """The Euclidean norm over all layers' directions."""
+        return float(self.directions.float().norm())
+
+    def norms(self) -> dict[int, float]:
+        return {layer: float(self.directions[i].float().norm()) for i, layer in enumerate(self.layers)}
+
+    def at_layers(self, layers: list[int] | tuple[int, ...]) -> SteeringVector:
+        """The same vector restricted to ``layers`` (each must be present)."""
+        missing = [layer for layer in layers if layer not in self.layers]
+        if missing:
+            raise InputError(f"This vector has no direction at layer(s) {missing}; it covers {list(self.layers)}.")
+        rows = torch.stack([self.direction(layer) for layer in layers])
+        return dataclasses.replace(self, layers=tuple(layers), directions=rows)
+
+    def normalised(self) -> SteeringVector:
+        """Each layer's direction scaled to unit norm."""
+        norms = self.directions.float().norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return dataclasses.replace(self, directions=self.directions / norms)
+
+    # -- arithmetic -----------------------------------------------------------------------------
+
+    def _check_compatible(self, other: SteeringVector) -> None:
+        if self.hook_point != other.hook_point or self.d_model != other.d_model:
+            raise InputError(
+                f"Cannot combine a {self.hook_point} vector of width {self.d_model} with a {other.hook_point} "
+                f"vector of width {other.d_model}."
+            )
+
+    def __add__(self, other: SteeringVector) -> SteeringVector:
+        self._check_compatible(other)
+        layers = tuple(sorted(set(self.layers) | set(other.layers)))
+        rows = []
+        for layer in layers:
+            row = torch.zeros(self.directions.shape[1], dtype=self.directions.dtype)
+            if layer in self.layers:
+                row = row + self.direction(layer)
+            if layer in other.layers:
+                row = row + other.direction(layer).to(row.dtype)
+            rows.append(row)
+        return dataclasses.replace(
+            self, layers=layers, directions=torch.stack(rows), method="sum", source=f"({self.source}) + ({other.source})"
+        )
+
+    def __neg__(self) -> SteeringVector:
+        return dataclasses.replace(self, directions=-self.directions)
+
+    def __sub__(self, other: SteeringVector) -> SteeringVector:
+        return self + (-other)
+
+    def __mul__(self, scale: float) -> SteeringVector:
+        if not isinstance(scale, int | float) or not math.isfinite(scale):
+            return NotImplemented
+        return dataclasses.replace(self, directions=self.directions * float(scale))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, scale: float) -> SteeringVector:
+        return self * (1.0 / scale)
+
+    def equals(self, other: SteeringVector) -> bool:
+        """Same layers, hook point, model and exactly the same numbers."""
+        return (
+            self.layers == other.layers
+            and self.hook_point == other.hook_point
+            and self.d_model == other.d_model
+            and self.model_name == other.model_name
+            and self.weights_sha256 == other.weights_sha256
+            and torch.equal(self.directions.float(), other.directions.float())
+        )
+
+    # -- checks ---------------------------------------------------------------------------------
+
+    def check_for(self, model: LoadedModel, *, strict_weights: bool = False) -> list[str]:
+        """Raise if the vector cannot be used on ``model``; return warnings for what merely differs."""
+        info = model.info
+        if self.d_model != info.d_model:
+            raise InputError(
+                f"This vector is {self.d_model} wide but {info.name} has d_model = {info.d_model}; it was made for another model."
+            )
+        bad = [layer for layer in self.layers if not 0 <= layer < info.n_layers]
+        if bad:
+            raise InputError(f"Layer(s) {bad} do not exist in {info.name}, which has layers 0..{info.n_layers - 1}.")
+        if not torch.isfinite(self.directions).all():
+            raise InputError("This vector contains NaN or infinite values.")
+        warnings = []
+        if self.weights_sha256 and self.weights_sha256 != info.weights_sha256:
+            message = f"This vector was made on other weights ({self.model_name or 'unknown model'}); results may differ."
+            if strict_weights:
+                raise InputError(message)
+            warnings.append(message)
+        return warnings
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            "format": "steerscope-steering-vector",
+            "version": str(FORMAT_VERSION),
+            "layers": json.dumps(list(self.layers)),
+            "hook_point": self.hook_point,
+            "model_name": self.model_name,
+            "d_model": str(self.d_model),
+            "weights_sha256": self.weights_sha256,
+            "method": self.method,
+            "source": self.source,
+        }
+
+    def to_safetensors(self) -> bytes:
+        from safetensors.torch import save
+
+        tensors = {f"direction.{layer}": self.direction(layer).float().contiguous() for layer in self.layers}
+        return save(tensors, metadata=self.metadata())
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_bytes(self.to_safetensors())
+        return path
+
+    def to_gguf(self, *, model_hint: str = "llama") -> bytes:
+        """llama.cpp control-vector GGUF: ``direction.{il}`` added to the output of block ``il``."""
+        import gguf
+
+        if self.hook_point == "resid_mid":
+            raise InputError("llama.cpp control vectors act between blocks; a resid_mid vector cannot be exported.")
+        offset = 1 if self.hook_point == "resid_pre" else 0  # resid_pre of block L = output of block L-1
+        blocks = {layer - offset: self.direction(layer) for layer in self.layers}
+        if any(block < 1 for block in blocks):
+            raise InputError(
+                "llama.cpp cannot steer the embeddings or block 0's output; drop layers "
+                f"{[layer for layer in self.layers if layer - offset < 1]} before exporting."
+            )
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "vector.gguf"
+            writer = gguf.GGUFWriter(path, arch="controlvector")
+            writer.add_string("controlvector.model_hint", model_hint)
+            writer.add_uint32("controlvector.layer_count", len(blocks))
+            for block, direction in sorted(blocks.items()):
+                writer.add_tensor(f"direction.{block}", direction.float().numpy().astype(np.float32))
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+            writer.close()
+            return path.read_bytes()
+
+    def to_npy(self) -> bytes:
+        buffer = io.BytesIO()
+        np.save(buffer, self.directions.float().numpy(), allow_pickle=False)
+        return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading files (uploads are validated: size, format, width, finite values, sane norms)
+
+
+def load_vector(name: str, data: bytes, model: LoadedModel | None = None, *, layers: list[int] | None = None) -> SteeringVector:
+    """Read a vector from safetensors, llama.cpp GGUF or ``.npy`` bytes, checked against ``model``.
+
+    Args:
+        layers: For ``.npy`` files (which carry no layers): the layers of its rows.
+    """
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(
+            f"{name} is {len(data) / 1e6:.0f} MB; steering vectors are small, the limit is {MAX_FILE_BYTES / 1e6:.0f} MB."
+        )
+    suffix = Path(name).suffix.lower()
+    if suffix == ".safetensors":
+        vector = _from_safetensors(name, data)
+    elif suffix == ".gguf":
+        vector = _from_gguf(name, data, model)
+    elif suffix == ".npy":
+        vector = _from_npy(name, data, model, layers)
+    else:
+        raise InputError(
+            f"{name}: unknown vector file type '{suffix}'. Use .safetensors (Steerscope), .gguf (llama.cpp) or .npy."
+        )
+    if model is not None:
+        vector.check_for(model)
+        norms = np.array(list(vector.norms().values()))
+        typical = _typical_residual_norm(model)
+        if norms.max() > 1000 * typical:
+            raise InputError(
+                f"{name}: a direction has norm {norms.max():.3g}, over 1000x the model's typical residual norm "
+                f"({typical:.3g}). Is it scaled correctly?"
+            )
+    return vector
+
+
+def _typical_residual_norm(model: LoadedModel) -> float:
+    embedding = model.hf_model.get_input_embeddings().weight
+    return float(embedding.detach().float().norm(dim=-1).mean()) * math.sqrt(model.info.n_layers)
+
+
+def _from_safetensors(name: str, data: bytes) -> SteeringVector:
+    from safetensors import safe_open
+    from safetensors.torch import load
+
+    try:
+        tensors = load(data)
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(suffix=".safetensors") as handle:
+            handle.write(data)
+            handle.flush()
+            with safe_open(handle.name, framework="pt") as reader:
+                meta = reader.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise InputError(f"{name} is not a readable safetensors file ({exc}).") from None
+    if meta.get("format") != "steerscope-steering-vector":
+        raise InputError(f"{name} is a safetensors file but not a Steerscope steering vector (no steering metadata).")
+    try:
+        layers = tuple(int(x) for x in json.loads(meta["layers"]))
+        directions = torch.stack([tensors[f"direction.{layer}"].float() for layer in layers])
+    except (KeyError, ValueError) as exc:
+        raise InputError(f"{name}: its layer list and its tensors do not match ({exc}).") from None
+    return SteeringVector(
+        layers=layers,
+        directions=directions,
+        hook_point=meta.get("hook_point", "resid_pre"),
+        model_name=meta.get("model_name", ""),
+        d_model=int(meta.get("d_model", directions.shape[1])),
+        weights_sha256=meta.get("weights_sha256", ""),
+        method=meta.get("method", ""),
+        source=meta.get("source", name),
+    )
+
+
+def _from_gguf(name: str, data: bytes, model: LoadedModel | None) -> SteeringVector:
+    import tempfile
+
+    import gguf
+
+    with tempfile.NamedTemporaryFile(suffix=".gguf") as handle:
+        handle.write(data)
+        handle.flush()
+        try:
+            reader = gguf.GGUFReader(handle.name)
+        except Exception as exc:  # gguf raises ValueError/struct errors for bad files
+            raise InputError(f"{name} is not a readable GGUF file ({exc}).") from None
+        architecture = _gguf_string(reader, "general.architecture")
+        if architecture != "controlvector":
+            raise InputError(f"{name} is a GGUF file of a '{architecture}' model, not a llama.cpp control vector.")
+        blocks, rows = [], []
+        for tensor in reader.tensors:
+            if tensor.name.startswith("direction."):
+                blocks.append(int(tensor.name.split(".", 1)[1]))
+                rows.append(torch.tensor(np.array(tensor.data, dtype=np.float32).reshape(-1)))
+        hint = _gguf_string(reader, "controlvector.model_hint") or ""
+    if not blocks:
+        raise InputError(f"{name} holds no direction.N tensors.")
+    order = np.argsort(blocks)
+    layers = tuple(blocks[i] for i in order)  # llama.cpp adds direction.il to block il's output: resid_post
+    directions = torch.stack([rows[i] for i in order])
+    return SteeringVector(
+        layers=layers,
+        directions=directions,
+        hook_point="resid_post",
+        model_name=hint,
+        d_model=directions.shape[1],
+        method="import",
+        source=f"llama.cpp control vector {name}",
+        weights_sha256="",
+    )
+
+
+def _gguf_string(reader: Any, key: str) -> str | None:
+    field = reader.fields.get(key)
+    if field is None:
+        return None
+    return bytes(field.parts[field.data[0]]).decode("utf-8", errors="replace")
+
+
+def _from_npy(name: str, data: bytes, model: LoadedModel | None, layers: list[int] | None) -> SteeringVector:
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as exc:
+        raise InputError(f"{name}: not a plain numeric .npy array ({exc}). Pickled arrays are refused.") from None
+    if array.dtype.kind not in "fiu":
+        raise InputError(f"{name}: expected numbers, found dtype {array.dtype}.")
+    array = np.atleast_2d(array.astype(np.float32))
+    if array.ndim != 2:
+        raise InputError(f"{name}: expected shape (d_model,) or (layers, d_model), got {array.shape}.")
+    if layers is None:
+        if model is not None and array.shape[0] == model.info.n_layers:
+            layers = list(range(model.info.n_layers))
+        else:
+            raise InputError(f"{name} has {array.shape[0]} row(s) but no layers; say which layer(s) they belong to.")
+    if len(layers) != array.shape[0]:
+        raise InputError(f"{name} has {array.shape[0]} row(s) but {len(layers)} layer(s) were given.")
+    return SteeringVector(
+        layers=tuple(layers),
+        directions=torch.from_numpy(array),
+        model_name=model.info.name if model is not None else "",
+        d_model=array.shape[1],
+        method="import",
+        source=f"numpy file {name}",
+    )
