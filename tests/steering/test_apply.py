@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 import torch
 
@@ -150,3 +151,40 @@ def test_bad_settings_are_explained(tiny_llama):
     with pytest.raises(InputError, match="Unknown positions"):
         with steer(tiny_llama, make(tiny_llama), 1.0, positions="middle"):
             pass
+
+
+def test_meaning_views_read_the_direction(tiny_llama):
+    from steering.meaning import layer_cosines, token_effects, token_projections
+
+    vector = make(tiny_llama, layers=(0, 1))
+    effect = token_effects(tiny_llama, vector, 1, k=5)
+    assert len(effect.promoted) == len(effect.suppressed) == 5
+    assert effect.promoted[0][1] >= effect.promoted[-1][1] > 0 > effect.suppressed[0][1]
+    # The unembedding of the direction itself: the top promoted token's logit effect is the largest.
+    unembed = tiny_llama.hf_model.get_output_embeddings().weight.detach()
+    weight = tiny_llama.bridge.ln_final.original_component.weight.detach()
+    raw = unembed @ (vector.direction(1) * weight)
+    assert effect.promoted[0][0] == tiny_llama.tokenizer.decode([int(raw.argmax())]).replace(" ", "␣")
+    cosines = layer_cosines(vector)
+    assert cosines.shape == (2, 2) and np.allclose(np.diag(cosines), 1.0, atol=1e-6)
+    projection = token_projections(tiny_llama, vector, 1, PROMPT)
+    assert len(projection.values) == len(tokenize(tiny_llama, PROMPT))
+
+
+def test_continuation_preference_moves_with_steering(tiny_llama):
+    from steering.scores import continuation_preference
+
+    mary = tiny_llama.tokenizer(" Mary", add_special_tokens=False).input_ids[0]
+    john = tiny_llama.tokenizer(" John", add_special_tokens=False).input_ids[0]
+    unembed = tiny_llama.hf_model.get_output_embeddings().weight.detach()
+    towards_mary = make(tiny_llama, layers=(1,))
+    towards_mary = type(towards_mary)(
+        layers=(1,),
+        directions=(unembed[mary] - unembed[john])[None],
+        d_model=towards_mary.d_model,
+        model_name=towards_mary.model_name,
+    )
+    plain = continuation_preference(tiny_llama, PROMPT, " Mary", " John")
+    with steer(tiny_llama, towards_mary, 5.0):
+        steered = continuation_preference(tiny_llama, PROMPT, " Mary", " John")
+    assert steered > plain

@@ -11,7 +11,7 @@ from steering.sweep import evaluate, sweep
 def test_sentiment_vector_at_the_recommended_setting_moves_vader_both_ways(default_model):
     vector = mean_difference(default_model, built_in("sentiment"), layers=[4, 5], position="mean")
     result = sweep(
-        default_model, vector, SENTIMENT, layers=[4, 5], coefficients=[2.0, 3.0], goal="both", n_samples=2, max_new_tokens=30
+        default_model, vector, SENTIMENT, layers=[4, 5], coefficients=[2.5, 3.0, 3.5], goal="both", n_samples=2, max_new_tokens=30
     )
     setting = result.recommended()
     assert setting is not None, result.to_frame()
