@@ -76,10 +76,12 @@ DEFAULT_BATCH_SIZE = 32
 class Target:
     """What to explain. Build with :meth:`next_token`, :meth:`continuation` or :meth:`contrast`."""
 
-    kind: str  # "next_token" | "continuation" | "contrast"
+    kind: str  # "next_token" | "continuation" | "contrast" | "scalar"
     token: str | None = None
     text: str | None = None
     other: str | None = None
+    function: Callable[[torch.Tensor], torch.Tensor] | None = None  # "scalar": token ids [rows, pos] -> [rows]
+    label: str | None = None
 
     @classmethod
     def next_token(cls, token: str | None = None) -> Target:
@@ -98,7 +100,18 @@ class Target:
         """Logit of ``token`` minus logit of ``other`` at the next position (e.g. ' Mary' vs ' John')."""
         return cls("contrast", token=token, other=other)
 
+    @classmethod
+    def scalar(cls, function: Callable[[torch.Tensor], torch.Tensor], label: str) -> Target:
+        """Any differentiable number computed from equal-length token rows, such as a reward model's score.
+
+        ``function(token_ids)`` gets ``[rows, pos]`` ids (the prompt with some tokens replaced) and
+        returns ``[rows]``. It must run the model through :func:`interp.hooks.intervene`.
+        """
+        return cls("scalar", function=function, label=label)
+
     def describe(self) -> str:
+        if self.kind == "scalar":
+            return self.label or "scalar target"
         if self.kind == "continuation":
             return f"log P(continuation {self.text!r})"
         if self.kind == "contrast":
@@ -116,6 +129,7 @@ class ResolvedTarget:
     token_id: int | None
     other_id: int | None
     kind: str
+    function: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def positions_needed(self) -> int:
@@ -137,6 +151,9 @@ class ResolvedTarget:
 
 def _resolve(model: LoadedModel, prompt: str | Sequence[int], target: Target) -> ResolvedTarget:
     prompt_ids = tokenize(model, prompt)
+    if target.kind == "scalar":
+        check_length(model, len(prompt_ids))
+        return ResolvedTarget(target.describe(), tuple(prompt_ids), (), None, None, "scalar", target.function)
     if target.kind == "continuation":
         suffix = model.tokenizer(target.text, add_special_tokens=False).input_ids
         if not suffix:
@@ -203,8 +220,11 @@ class _Evaluator:
         suffix = torch.tensor(self.resolved.suffix_ids, dtype=torch.long, device=input_ids.device)
         full = torch.cat([input_ids, suffix.expand(rows, -1)], dim=1) if len(suffix) else input_ids
         self.evaluations += rows
-        logits = self.model.bridge(full.to(self.model.device), logits_to_keep=self.resolved.positions_needed)
-        values = self.resolved.score(logits)
+        if self.resolved.function is not None:
+            values = self.resolved.function(full.to(self.model.device))
+        else:
+            logits = self.model.bridge(full.to(self.model.device), logits_to_keep=self.resolved.positions_needed)
+            values = self.resolved.score(logits)
         self._remember(input_ids.tolist(), values.detach())
         return values
 
@@ -213,6 +233,15 @@ class _Evaluator:
         values = []
         for start in range(0, len(prompts), self.batch_size):
             chunk = prompts[start : start + self.batch_size]
+            if self.resolved.function is not None:  # scalar targets see equal-length rows only
+                with torch.inference_mode():
+                    scored = (
+                        self.resolved.function(torch.tensor([list(p) for p in chunk], device=self.model.device)).float().cpu()
+                    )
+                self._remember(chunk, scored)
+                values.append(scored.numpy())
+                self.evaluations += len(chunk)
+                continue
             full = [list(p) + list(self.resolved.suffix_ids) for p in chunk]
             width = max(len(f) for f in full)
             batch = torch.full((len(full), width), self.pad_id, dtype=torch.long)
@@ -365,6 +394,9 @@ Runner = Callable[[LoadedModel, ResolvedTarget, _Evaluator, dict[str, Any]], tup
 
 def _run_shap(model: LoadedModel, resolved: ResolvedTarget, evaluator: _Evaluator, options: dict[str, Any]):
     import shap
+
+    if resolved.function is not None:
+        raise InputError("SHAP masks text, which changes the token count; explain this target with a Captum method.")
 
     tokenizer = model.tokenizer
     # Mask with the baseline token's own text, one mask per token, so SHAP removes tokens exactly

@@ -1,0 +1,120 @@
+"""Reward model, best-of-N and DPO: accuracy on held-out prompts, monotone best-of-N, DPO learning."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from interp import InputError
+from steering.reward import (
+    RewardModel,
+    builtin_preferences,
+    read_preferences,
+    reward_attribution,
+    split_by_prompt,
+    train_reward_model,
+)
+from steering.rlhf import best_of_n, compare, inside_view, load_tuned, train_dpo
+
+
+@pytest.fixture(scope="module")
+def tiny_reward(tiny_llama):
+    train, test = split_by_prompt(builtin_preferences())
+    return train_reward_model(tiny_llama, train[:40], test[:10], layers=[0, 1], steps=100).reward_model
+
+
+def test_split_keeps_each_prompt_on_one_side():
+    pairs = builtin_preferences()
+    assert len(pairs) >= 150 and {p.trait for p in pairs} == {"helpful", "polite"}
+    train, test = split_by_prompt(pairs)
+    assert not {p.prompt for p in train} & {p.prompt for p in test}
+    assert {p.trait for p in test} == {"helpful", "polite"} and 0.2 < len(test) / len(pairs) < 0.3
+
+
+def test_reward_model_saves_loads_and_refuses_other_weights(tiny_llama, tiny_gpt2, tiny_reward, tmp_path):
+    folder = tiny_reward.save(tmp_path / "rm")
+    loaded = RewardModel.load(folder, tiny_llama)
+    texts = ["Of course, I would be glad to help.", "Do it yourself."]
+    assert np.allclose(
+        loaded.score(tiny_llama, ["Can you help?"] * 2, texts), tiny_reward.score(tiny_llama, ["Can you help?"] * 2, texts)
+    )
+    with pytest.raises(InputError, match="trained on"):
+        RewardModel.load(folder, tiny_gpt2)
+
+
+def test_reward_attribution_explains_the_reward_it_computes(tiny_llama, tiny_reward):
+    prompt, response = "Can you help me with my homework?", "Of course, I would be glad to help."
+    result = reward_attribution(tiny_llama, tiny_reward, prompt, response, "feature_ablation")
+    assert result.target_value == pytest.approx(float(tiny_reward.score(tiny_llama, [prompt], [response])[0]), abs=1e-4)
+    assert len(result.scores) == len(result.tokens) and np.isfinite(result.scores).all()
+    with pytest.raises(InputError, match="Captum method"):
+        reward_attribution(tiny_llama, tiny_reward, prompt, response, "shap")
+
+
+def test_best_of_n_reward_never_falls_as_n_grows(tiny_llama, tiny_reward):
+    result = best_of_n(
+        tiny_llama, tiny_reward, ["Can you help me?", "Where is the station?"], ns=(1, 2, 4), groups=2, max_new_tokens=6
+    )
+    assert result.per_group.shape == (2, 3)
+    assert np.all(np.diff(result.per_group, axis=1) >= 0) and np.all(np.diff(result.mean_reward) >= 0)
+    assert result.kl_bounds.tolist() == pytest.approx([0.0, math.log(2) - 0.5, math.log(4) - 0.75])
+    assert len(result.samples[0]) == 4
+
+
+def test_dpo_lowers_the_loss_and_widens_the_margin(tiny_llama, tmp_path):
+    pairs = builtin_preferences()[:16]
+    result = train_dpo(tiny_llama, pairs, tmp_path / "dpo", max_steps=8, batch_size=4, learning_rate=5e-3)
+    assert result.steps_done == 8 and (result.adapter / "adapter_model.safetensors").exists()
+    first, last = result.log[:2], result.log[-3:]
+    assert np.mean([e.loss for e in last]) < np.mean([e.loss for e in first]) - 0.1
+    assert np.mean([e.reward_margin for e in last]) > np.mean([e.reward_margin for e in first]) + 0.3
+    tuned = load_tuned(result)
+    assert tuned.info.weights_sha256 != tiny_llama.info.weights_sha256  # the shared model was not touched
+    view = inside_view(tiny_llama, tuned, [p.prompt for p in pairs[:4]], [p.chosen for p in pairs[:4]], {1: torch.ones(64)})
+    assert view.relative_change.shape == (2,) and view.relative_change.max() > 0 and np.isfinite(view.cosine_with_steering[1])
+
+
+def test_dpo_can_be_stopped_and_keeps_its_adapter(tiny_llama, tmp_path):
+    steps = []
+    result = train_dpo(
+        tiny_llama,
+        builtin_preferences()[:16],
+        tmp_path / "dpo",
+        max_steps=50,
+        batch_size=4,
+        on_log=steps.append,
+        should_stop=lambda: len(steps) >= 2,
+    )
+    assert result.stopped and result.steps_done < 50 and (result.adapter / "adapter_model.safetensors").exists()
+
+
+def test_comparison_has_every_method_on_the_same_scale(tiny_llama, tiny_reward):
+    rows = compare(
+        tiny_llama, tiny_reward, ["Can you help me?", "Where is the station?"], best_of=2, n_samples=1, max_new_tokens=6
+    )
+    assert [r.method for r in rows] == ["unsteered", "best-of-2"] and rows[0].reward_gain == 0.0
+    assert all(np.isfinite(r.perplexity_under_base) for r in rows)
+
+
+@pytest.mark.parametrize(
+    "name, data, message",
+    [
+        ("p.csv", b"prompt,chosen\nhi,there\n", "missing 'rejected'"),
+        ("p.jsonl", b'{"prompt": "a", "chosen": "b", "rejected": "b"}\n' * 12, "are the same text"),
+        ("p.jsonl", b'{"prompt": "a", "chosen": "b", "rejected": "c"}\n' * 3, "needs at least 10"),
+        ("p.txt", b"x", "as .csv or .jsonl"),
+    ],
+)
+def test_uploaded_preferences_are_validated(name, data, message):
+    with pytest.raises(InputError, match=message):
+        read_preferences(name, data)
+
+
+def test_default_reward_model_is_accurate_on_held_out_prompts(default_model):
+    train, test = split_by_prompt(builtin_preferences())
+    result = train_reward_model(default_model, train, test)
+    assert result.test_accuracy >= 0.85, result.validation_by_layer
+    assert result.reward_model.card["test_accuracy"] == pytest.approx(result.test_accuracy, abs=1e-4)
