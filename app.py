@@ -17,6 +17,7 @@ PAGES = [
     st.Page("pages/attribution.py", title="Attribution", icon=":material/highlight:"),
     st.Page("pages/circuits.py", title="Circuits", icon=":material/account_tree:"),
     st.Page("pages/steering.py", title="Steering", icon=":material/tune:"),
+    st.Page("pages/rlhf.py", title="Reward & RLHF", icon=":material/school:"),
 ]
 
 navigation = st.navigation(PAGES)

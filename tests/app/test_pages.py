@@ -210,3 +210,19 @@ def test_steering_page_refuses_a_vector_for_another_model():
     app.file_uploader(key="steer_vector_file").upload("v.safetensors", wrong.to_safetensors()).run()
     assert not app.exception
     assert any("32 wide" in e.value for e in app.error)
+
+
+def test_rlhf_page_trains_a_reward_model_scores_text_and_samples_best_of_n(tiny_llama_dir):
+    app = open_page(
+        "pages/rlhf.py", model_choice="Other: a folder, a .gguf file or a hub id", model_custom_spec=str(tiny_llama_dir)
+    )
+    app.button(key="rlhf_train").click().run()
+    assert not app.exception and not app.error
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Held-out pairwise accuracy"].endswith("%") and "Reward" in metrics
+    assert app.get("html"), "no token reward heatmap"
+    app.select_slider(key="rlhf_n").set_value(2).run()
+    app.button(key="rlhf_bon").click().run()
+    assert not app.exception and not app.error
+    replies = frame_with(app, "reply")
+    assert len(replies) == 4 * 2 and replies["reward"].notna().all()

@@ -1,0 +1,283 @@
+"""Reward & RLHF: a learned reward, best-of-N, DPO fine-tuning — and how they compare with steering."""
+
+from __future__ import annotations
+
+import tempfile
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from interp.plots import base_layout
+from steering.apply import steering_hooks
+from steering.datasets import ContrastPairs
+from steering.make import mean_difference
+from steering.reward import (
+    RewardModel,
+    builtin_preferences,
+    read_preferences,
+    reward_attribution,
+    split_by_prompt,
+    train_reward_model,
+)
+from steering.rlhf import best_of_n, compare, inside_view, load_tuned, train_dpo
+from ui.errors import shown_as_message
+from ui.model import require_model
+from ui.render import md_escape, token_chips
+
+KEY_DATA = "rlhf_data"
+KEY_UPLOAD = "rlhf_upload"
+KEY_TRAIN = "rlhf_train"
+KEY_PROMPT = "rlhf_prompt"
+KEY_RESPONSE = "rlhf_response"
+KEY_N = "rlhf_n"
+KEY_BON = "rlhf_bon"
+KEY_STEPS = "rlhf_steps"
+KEY_DPO = "rlhf_dpo"
+KEY_DPO_STOP = "rlhf_dpo_stop"
+KEY_COMPARE = "rlhf_compare"
+EVAL_PROMPTS = (
+    "Can you help me carry this box?",
+    "How do I boil an egg?",
+    "I think you made a mistake.",
+    "Where is the train station?",
+)
+
+st.title("Reward & RLHF")
+st.caption(
+    "RLHF steers a model with a learned teacher signal — a reward — where activation steering adds a vector. "
+    "Train a reward model, see which words earn reward, sample best-of-N, fine-tune with DPO, and compare them with steering."
+)
+model = require_model()
+info = model.info
+state = st.session_state.setdefault("rlhf_state", {})
+
+reward_tab, bon_tab, dpo_tab, compare_tab = st.tabs(["Reward model", "Best-of-N", "DPO", "Compare"])
+
+with reward_tab:
+    st.markdown(
+        "A **reward model** turns human preferences into a number: trained on pairs *(prompt, chosen, rejected)* with the "
+        "Bradley–Terry loss, it learns `P(chosen ≻ rejected) = σ(r(chosen) − r(rejected))`. Here it is a linear head on "
+        f"{md_escape(info.name)}'s own residual stream, so it trains in about a minute on a CPU."
+    )
+    source = st.radio(
+        "Preference data",
+        ["built-in", "upload"],
+        horizontal=True,
+        key=KEY_DATA,
+        format_func={"built-in": "Built-in: 160 pairs, helpful and polite", "upload": "My own pairs (CSV or JSONL)"}.get,
+    )
+    pairs = None
+    with shown_as_message("Reading the preference pairs"):
+        if source == "upload":
+            upload = st.file_uploader(
+                "Pairs with columns prompt, chosen, rejected (optional trait)", type=["csv", "jsonl"], key=KEY_UPLOAD
+            )
+            if upload is not None:
+                pairs = read_preferences(upload.name, upload.getvalue())
+        else:
+            pairs = builtin_preferences()
+    if pairs is not None:
+        train, test = split_by_prompt(pairs)
+        st.caption(
+            f"{len(pairs)} pairs: {len(train)} for training, {len(test)} held out "
+            "(split by prompt, so no prompt is on both sides)."
+        )
+        if st.button("Train the reward model", type="primary", key=KEY_TRAIN):
+            bar = st.progress(0.0, text="Starting")
+            with shown_as_message("Training the reward model"):
+                result = train_reward_model(
+                    model, train, test, data_name=source, progress=lambda f, m: bar.progress(min(f, 1.0), text=m)
+                )
+                state["reward"] = result.reward_model
+                state["reward_report"] = result
+            bar.empty()
+    report = state.get("reward_report")
+    reward: RewardModel | None = state.get("reward")
+    if reward is not None and reward.base_weights_sha256 != info.weights_sha256:
+        reward = None  # trained on another model; retrain
+    if report is not None and reward is not None:
+        a, b, c = st.columns(3)
+        a.metric("Held-out pairwise accuracy", f"{100 * report.test_accuracy:.1f}%")
+        b.metric("Training accuracy", f"{100 * report.train_accuracy:.1f}%")
+        c.metric("Layer chosen on validation", f"{reward.layer}")
+        folder = reward.save(tempfile.mkdtemp())
+        st.download_button(
+            "Download the reward model (card JSON)",
+            data=(folder / "reward_card.json").read_bytes(),
+            file_name="reward_card.json",
+            on_click="ignore",
+        )
+    if reward is not None:
+        st.subheader("Score any reply")
+        prompt = st.text_input("Prompt", "Can you help me with my homework?", key=KEY_PROMPT)
+        response = st.text_area(
+            "Reply", "Of course, I would be glad to help. Which question are you working on?", key=KEY_RESPONSE, height=70
+        )
+        with shown_as_message("Scoring"):
+            value = float(reward.score(model, [prompt], [response])[0])
+            st.metric("Reward", f"{value:+.3f}")
+            attribution = reward_attribution(model, reward, prompt, response, "feature_ablation")
+            peak = float(abs(attribution.scores).max()) or 1.0
+            token_chips(
+                list(attribution.tokens),
+                weights=[float(s) / peak for s in attribution.scores],
+                titles=[f"{s:+.3f}" for s in attribution.scores],
+            )
+            st.caption(
+                "Which words earned the reward: the drop in reward when each token is replaced (feature ablation). "
+                "Purple raised it, orange lowered it."
+            )
+
+with bon_tab:
+    st.markdown(
+        "**Best-of-N** samples N replies and keeps the one the reward model likes most. It needs no training — only N "
+        "times the compute — and can move the model's output distribution by at most `log N − (N−1)/N` nats of KL divergence."
+    )
+    if reward is None:
+        st.info("Train the reward model first (first tab).")
+    else:
+        top = st.select_slider("Largest N", options=[2, 4, 8, 16], value=8, key=KEY_N)
+        if st.button("Sample and score", key=KEY_BON):
+            with shown_as_message("Best-of-N"), st.spinner(f"Sampling {top} replies per prompt, twice, and scoring them"):
+                ns = [n for n in (1, 2, 4, 8, 16) if n <= top]
+                state["bon"] = best_of_n(model, reward, list(EVAL_PROMPTS), ns=ns, groups=2, max_new_tokens=30)
+        result = state.get("bon")
+        if result is not None:
+            fig = go.Figure()
+            fig.add_trace(
+                go.Scatter(x=list(result.ns), y=result.mean_reward, mode="lines+markers", name="mean reward of the kept reply")
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=list(result.ns), y=result.kl_bounds, mode="lines", name="KL bound (nats)", yaxis="y2", line={"dash": "dot"}
+                )
+            )
+            fig.update_layout(
+                xaxis={"title": "N", "type": "log"},
+                yaxis={"title": "reward"},
+                yaxis2={"title": "KL bound (nats)", "overlaying": "y", "side": "right"},
+                legend={"orientation": "h", "y": -0.25},
+            )
+            st.plotly_chart(base_layout(fig, height=360))
+            rows = [
+                {"prompt": p, "reply": t, "reward": round(r, 3)}
+                for p, texts, rewards in zip(result.prompts, result.samples, result.rewards, strict=True)
+                for t, r in zip(texts, rewards, strict=True)
+            ]
+            st.dataframe(pd.DataFrame(rows).sort_values(["prompt", "reward"], ascending=[True, False]), hide_index=True)
+
+with dpo_tab:
+    st.markdown(
+        "**DPO** fine-tunes the model on the preference pairs directly: it raises the log-probability of chosen over "
+        "rejected replies relative to a frozen copy of the model — the RLHF objective solved in closed form. A small LoRA "
+        "adapter is trained on a *separate copy*; the model every page uses is never changed."
+    )
+    steps = st.slider("Training steps", 5, 100, 30, key=KEY_STEPS)
+    start_col, stop_col = st.columns([1, 5])
+    start = start_col.button("Start DPO", type="primary", key=KEY_DPO)
+    stop_col.button("Stop", key=KEY_DPO_STOP, help="Stops after the current step; the adapter so far is kept.")
+    if start:
+        chart = st.empty()
+        entries = []
+
+        def show(entry) -> None:
+            entries.append(entry)
+            frame = pd.DataFrame(
+                [{"step": e.step, "DPO loss": e.loss, "reward margin": e.reward_margin} for e in entries]
+            ).set_index("step")
+            chart.line_chart(frame)
+
+        with shown_as_message("DPO"), st.spinner("Training (a few seconds per step on a CPU)"):
+            train_pairs, _ = split_by_prompt(builtin_preferences())
+            result = train_dpo(model, train_pairs, tempfile.mkdtemp(prefix="steerscope-dpo-"), max_steps=steps, on_log=show)
+            state["dpo"] = result
+    result = state.get("dpo")
+    if result is not None:
+        st.caption(
+            f"{result.steps_done} steps in {result.seconds:.0f} s"
+            + (" (stopped early)" if result.stopped else "")
+            + f"; adapter saved at {md_escape(str(result.adapter))}."
+        )
+        frame = pd.DataFrame(
+            [{"step": e.step, "DPO loss": e.loss, "reward margin": e.reward_margin} for e in result.log]
+        ).set_index("step")
+        st.line_chart(frame)
+
+with compare_tab:
+    st.markdown(
+        "The same prompts and the same reward model judge four ways to get a more polite, helpful reply: nothing, best-of-N, "
+        "a steering vector (chosen minus rejected replies), and the DPO adapter. "
+        "Cost is the perplexity under the unchanged model."
+    )
+    if reward is None:
+        st.info("Train the reward model first (first tab).")
+    elif st.button("Compare", type="primary", key=KEY_COMPARE):
+        with shown_as_message("The comparison"), st.spinner("Sampling and scoring every method"):
+            pairs_all = builtin_preferences()
+            contrast = ContrastPairs(
+                "chosen vs rejected", tuple(p.chosen for p in pairs_all), tuple(p.rejected for p in pairs_all)
+            )
+            vector = mean_difference(model, contrast, layers=list(range(info.n_layers)), position="mean")
+            tuned = load_tuned(state["dpo"]) if "dpo" in state else None
+            rows = compare(
+                model,
+                reward,
+                list(EVAL_PROMPTS),
+                best_of=4,
+                steering_hooks=steering_hooks(model, vector, 3.0, layers=[4]),
+                steering_label="steering vector (layer 4, ×3)",
+                tuned=tuned,
+            )
+            table = pd.DataFrame(
+                [
+                    dict(
+                        method=r.method,
+                        reward=round(r.mean_reward, 3),
+                        gain=round(r.reward_gain, 3),
+                        perplexity=round(r.perplexity_under_base, 1),
+                        cost=r.cost,
+                    )
+                    for r in rows
+                ]
+            )
+            st.dataframe(table, hide_index=True)
+            fig = go.Figure(
+                go.Scatter(
+                    x=table["perplexity"],
+                    y=table["gain"],
+                    mode="markers+text",
+                    text=table["method"],
+                    textposition="top center",
+                    marker={"size": 12, "color": "#5b4bdb"},
+                )
+            )
+            fig.update_xaxes(title="perplexity under the unchanged model")
+            fig.update_yaxes(title="reward gain over unsteered")
+            st.plotly_chart(base_layout(fig, height=360))
+            if tuned is not None:
+                view = inside_view(
+                    model,
+                    tuned,
+                    [p.prompt for p in pairs_all[:16]],
+                    [p.chosen for p in pairs_all[:16]],
+                    {layer: vector.direction(layer) for layer in vector.layers},
+                )
+                inside = go.Figure()
+                inside.add_trace(
+                    go.Bar(x=list(view.layers), y=view.relative_change, name="relative change of the residual stream")
+                )
+                inside.add_trace(
+                    go.Scatter(
+                        x=list(view.layers), y=view.cosine_with_steering, name="cosine with the steering vector", yaxis="y2"
+                    )
+                )
+                inside.update_layout(
+                    yaxis={"title": "|Δh| / |h|"},
+                    yaxis2={"title": "cosine", "overlaying": "y", "side": "right", "range": [-1, 1]},
+                    xaxis={"title": "layer"},
+                    legend={"orientation": "h", "y": -0.25},
+                )
+                st.plotly_chart(base_layout(inside, height=360, title="Inside view: what DPO changed, layer by layer"))
+            else:
+                st.caption("Train a DPO adapter (third tab) to add it to the comparison and see the inside view.")
