@@ -18,6 +18,7 @@ PAGES = [
     st.Page("pages/circuits.py", title="Circuits", icon=":material/account_tree:"),
     st.Page("pages/steering.py", title="Steering", icon=":material/tune:"),
     st.Page("pages/rlhf.py", title="Reward & RLHF", icon=":material/school:"),
+    st.Page("pages/experiments.py", title="Experiments", icon=":material/history:"),
 ]
 
 navigation = st.navigation(PAGES)

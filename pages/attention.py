@@ -19,6 +19,7 @@ from ui.cached import DISPLAY_LIMIT, cached_attention, cached_head_scores, cache
 from ui.errors import shown_as_message
 from ui.exports import csv_download, figure_downloads
 from ui.model import require_model
+from ui.records import keep_run
 from ui.render import md_escape, token_chips
 
 KEY_EXAMPLE = "attn_example"
@@ -78,6 +79,7 @@ if result is None:
     st.stop()
 
 heads_tab, types_tab, lens_tab = st.tabs(["Heads", "Head types", "Logit lens"])
+keep_run(model, "attention", {"prompt": prompt}, {"max_tokens": DISPLAY_LIMIT}, result, key="attn_keep")
 
 with heads_tab:
     st.markdown(
@@ -146,6 +148,8 @@ with types_tab, shown_as_message("Scoring heads"):
             "first occurrence. Click a cell to open that head in the Heads tab."
         )
         csv_download(scores.to_frame, "head_scores.csv", "Download all head scores (CSV)")
+        probe = {"seed": scores.seed, "n_sequences": scores.n_sequences, "repeat_length": scores.repeat_length}
+        keep_run(model, "head_scores", {}, probe, scores, key="attn_scores_keep", seed=scores.seed)
 
 with lens_tab, shown_as_message("Running the logit lens"):
     target = st.text_input("Follow a target token (optional, one token, e.g. ' Paris')", key=KEY_TARGET)
@@ -161,3 +165,4 @@ with lens_tab, shown_as_message("Running the logit lens"):
         )
     figure_downloads(lens_figure, "logit_lens")
     csv_download(lens.to_frame, "logit_lens.csv", "Download the lens (CSV)")
+    keep_run(model, "logit_lens", {"prompt": prompt, "target": target or None}, {"k": 5}, lens, key="lens_keep")

@@ -10,11 +10,13 @@ from interp.attribution_batch import BatchItem, batch_frame, batch_json, driving
 from interp.errors import SteerscopeError
 from interp.plots.attribution import driving_tokens_bar, faithfulness_curves, method_comparison, normalised
 from interp.prompt_files import MAX_PROMPT_TOKENS, MAX_ROWS, read_prompt_file
+from interp.records import Bundle
 from interp.tokens import tokenize
 from ui.cached import cached_attribution
 from ui.errors import shown_as_message
 from ui.exports import csv_download, json_download
 from ui.model import require_model
+from ui.records import keep_run
 from ui.render import md_escape, token_chips
 
 KEY_PROMPT = "attr_prompt"
@@ -171,6 +173,22 @@ with one_tab:
             ]
             csv_download(lambda: batch_frame(batch_items), "attribution.csv", "Download scores (CSV)")
             json_download(lambda: batch_json(batch_items), "attribution.json", "Download scores (JSON)")
+            kept = Bundle({r.method: Bundle({"attribution": r, "faithfulness": c}) for r, c in zip(results, curves, strict=True)})
+            target_fields = {"kind": target.kind, "token": target.token, "text": target.text, "other": target.other}
+            run_settings = {
+                "methods": [r.method for r in results],
+                "options": {r.method: settings[r.method] for r in results},
+                "budget": int(budget),
+            }
+            keep_run(
+                model,
+                "attribution_comparison",
+                {"prompt": prompt, "target": target_fields},
+                run_settings,
+                kept,
+                key="attr_keep",
+                seed=int(seed),
+            )
 
 with batch_tab:
     st.markdown(

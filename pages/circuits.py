@@ -23,10 +23,12 @@ from interp.circuits import (
 from interp.errors import SteerscopeError
 from interp.plots.attention import pattern_heatmap
 from interp.plots.circuits import dla_bar, patching_agreement, patching_heatmap
+from interp.records import Bundle
 from interp.toy import induction as toy
 from ui.errors import shown_as_message
 from ui.exports import csv_download
 from ui.model import KEY_CHOICE, KEY_CUSTOM, OTHER_CHOICE, require_model
+from ui.records import keep_run
 from ui.render import md_escape
 
 KEY_TASK = "circ_task"
@@ -162,6 +164,12 @@ if key in results:
                 "Noise: near 0 = corrupting it alone breaks the answer."
             )
             csv_download(lambda: pd.concat([exact.to_frame(), estimate.to_frame()]), "patching.csv", "Download both sweeps (CSV)")
+            if task_name != "custom" or task.name == "custom":
+                task_inputs = {"task": task_name}
+                if task_name == "custom":
+                    task_inputs |= {"clean": clean_text, "corrupted": corrupted_text, "answer": answer, "wrong": wrong}
+                bundle = Bundle({"activation": exact, "attribution": estimate})
+                keep_run(model, "patching", task_inputs, {"kind": kind, "direction": direction}, bundle, key="circ_keep")
         with scatter_col:
             st.plotly_chart(patching_agreement(exact, estimate, correlation))
             st.caption(

@@ -23,6 +23,7 @@ from steering.reward import (
 from steering.rlhf import best_of_n, compare, inside_view, load_tuned, train_dpo
 from ui.errors import shown_as_message
 from ui.model import require_model
+from ui.records import keep_run
 from ui.render import md_escape, token_chips
 
 KEY_DATA = "rlhf_data"
@@ -108,6 +109,8 @@ with reward_tab:
             file_name="reward_card.json",
             on_click="ignore",
         )
+        if report.reward_model.card.get("data") == "built-in":  # replayable: the data ships with Steerscope
+            keep_run(model, "reward_model", {}, {}, report, key="rlhf_keep", seed=0)
     if reward is not None:
         st.subheader("Score any reply")
         prompt = st.text_input("Prompt", "Can you help me with my homework?", key=KEY_PROMPT)

@@ -11,6 +11,7 @@ import streamlit as st
 from interp.errors import SteerscopeError
 from interp.exports import to_csv_bytes
 from interp.prompt_files import read_prompt_file
+from interp.records import Bundle
 from interp.tokens import tokenize
 from steering.datasets import BUILT_IN, ContrastPairs, built_in, read_pairs
 from steering.make import POSITIONS, actadd, mean_difference, pca_direction
@@ -21,6 +22,7 @@ from steering.sweep import NEUTRAL_PROMPTS, Evaluation, SweepResult, evaluate, s
 from steering.vector import SteeringVector, load_vector
 from ui.errors import shown_as_message
 from ui.model import require_model
+from ui.records import keep_run
 from ui.render import md_escape, token_chips
 
 KEY_SOURCE = "steer_source"
@@ -204,6 +206,21 @@ with st.container(border=True):
         for i in range(len(result.steered.texts)):
             plain_col.text(prompt + result.unsteered.texts[i])
             steered_col.text(prompt + result.steered.texts[i])
+        keep_run(
+            model,
+            "steering_evaluation",
+            {"prompts": [prompt]},
+            {
+                "layer": layer,
+                "coefficient": float(coefficient),
+                "scorer": scorer_name,
+                "n_samples": int(n_samples),
+                "max_new_tokens": 30,
+            },
+            Bundle({"vector": vector.at_layers([layer]), "evaluation": result}),
+            key="steer_keep",
+            seed=0,
+        )
 
 # ---------------------------------------------------------------------------------------------- the sweep
 with st.container(border=True):
@@ -262,6 +279,23 @@ with st.container(border=True):
             data=lambda: to_csv_bytes(swept.to_frame()),
             file_name="steering_sweep.csv",
             on_click="ignore",
+        )
+        sweep_settings = {
+            "layers": list(swept.layers),
+            "coefficients": list(swept.coefficients),
+            "scorer": scorer_name,
+            "n_samples": 2,
+            "max_new_tokens": 30,
+            "goal": swept.goal,
+        }
+        keep_run(
+            model,
+            "steering_sweep",
+            {"prompts": list(NEUTRAL_PROMPTS)},
+            sweep_settings,
+            Bundle({"vector": vector, "sweep": swept}),
+            key="steer_sweep_keep",
+            seed=0,
         )
 
 # ---------------------------------------------------------------------------------------------- meaning and export

@@ -226,3 +226,25 @@ def test_rlhf_page_trains_a_reward_model_scores_text_and_samples_best_of_n(tiny_
     assert not app.exception and not app.error
     replies = frame_with(app, "reply")
     assert len(replies) == 4 * 2 and replies["reward"].notna().all()
+
+
+def test_a_run_kept_on_the_attention_page_is_on_the_experiments_page_and_replays(tmp_path, monkeypatch):
+    from ui.records import run_store
+
+    monkeypatch.setenv("STEERSCOPE_DATA", str(tmp_path / "data"))
+    run_store.clear()
+    app = open_page("pages/attention.py")
+    app.text_input(key="attn_keep_note").input("induction check").run()
+    app.button(key="attn_keep_save").click().run()
+    assert not app.exception and not app.error
+    assert any("Saved as run" in s.value for s in app.success)
+    app.switch_page("pages/experiments.py").run()
+    assert not app.exception and not app.error
+    runs = frame_with(app, "note")
+    assert list(runs["note"]) == ["induction check"] and list(runs["kind"]) == ["attention"]
+    app.multiselect(key="exp_pick").set_value([run_store().list()[0].run_id]).run()
+    replay_button = next(b for b in app.button if (b.key or "").startswith("exp_replay"))
+    replay_button.click().run()
+    assert not app.exception and not app.error
+    assert any("Same results (bitwise)" in s.value for s in app.success)
+    run_store.clear()

@@ -1,0 +1,131 @@
+"""How each kind of run is re-executed from its record (registered with :mod:`interp.records`).
+
+Every entry reads only the record's inputs, settings and seed (plus, for steering, the vector
+stored with the result), so a replay repeats exactly what the user ran.
+"""
+
+from __future__ import annotations
+
+from interp.loading import LoadedModel
+from interp.records import Bundle, RunRecord, register_replay
+
+
+def _attention(model: LoadedModel, record: RunRecord):
+    from interp.attention import attention_patterns
+
+    return attention_patterns(model, record.inputs["prompt"], max_tokens=record.settings.get("max_tokens"))
+
+
+def _lens(model: LoadedModel, record: RunRecord):
+    from interp.lens import logit_lens
+
+    return logit_lens(model, record.inputs["prompt"], record.inputs.get("target"), k=record.settings.get("k", 5))
+
+
+def _head_scores(model: LoadedModel, record: RunRecord):
+    from interp.attention import compute_head_scores
+
+    return compute_head_scores(model, **record.settings)
+
+
+def _attribution(model: LoadedModel, record: RunRecord):
+    from interp.attribution import Target, attribute, faithfulness
+
+    target = Target(**record.inputs["target"])
+    settings = dict(record.settings)
+    method = settings.pop("method")
+    result = attribute(model, record.inputs["prompt"], target, method, seed=record.seed or 0, **settings)
+    return Bundle({"attribution": result, "faithfulness": faithfulness(model, result)})
+
+
+def _patching(model: LoadedModel, record: RunRecord):
+    from interp.circuit_presets import custom_task, preset_task
+    from interp.circuits import attribution_patch, patch_sweep
+
+    task_inputs = record.inputs
+    if task_inputs["task"] == "custom":
+        task = custom_task(model, task_inputs["clean"], task_inputs["corrupted"], task_inputs["answer"], task_inputs["wrong"])
+    else:
+        task = preset_task(model, task_inputs["task"])
+    kind, direction = record.settings["kind"], record.settings["direction"]
+    return Bundle(
+        {
+            "activation": patch_sweep(model, task.clean, task.corrupted, task.metric, kind, direction=direction),
+            "attribution": attribution_patch(model, task.clean, task.corrupted, task.metric, kind, direction=direction),
+        }
+    )
+
+
+def _steering_evaluation(model: LoadedModel, record: RunRecord):
+    from steering.scores import SCORERS
+    from steering.sweep import evaluate
+
+    vector = record.result.parts["vector"]
+    s = record.settings
+    evaluation = evaluate(
+        model,
+        vector,
+        s["layer"],
+        s["coefficient"],
+        SCORERS[s["scorer"]],
+        prompts=tuple(record.inputs["prompts"]),
+        n_samples=s["n_samples"],
+        max_new_tokens=s["max_new_tokens"],
+        seed=record.seed or 0,
+    )
+    return Bundle({"vector": vector, "evaluation": evaluation})
+
+
+def _steering_sweep(model: LoadedModel, record: RunRecord):
+    from steering.scores import SCORERS
+    from steering.sweep import sweep
+
+    vector = record.result.parts["vector"]
+    s = record.settings
+    result = sweep(
+        model,
+        vector,
+        SCORERS[s["scorer"]],
+        layers=s["layers"],
+        coefficients=s["coefficients"],
+        prompts=tuple(record.inputs["prompts"]),
+        n_samples=s["n_samples"],
+        max_new_tokens=s["max_new_tokens"],
+        seed=record.seed or 0,
+        goal=s["goal"],
+    )
+    return Bundle({"vector": vector, "sweep": result})
+
+
+def _reward(model: LoadedModel, record: RunRecord):
+    from steering.reward import builtin_preferences, split_by_prompt, train_reward_model
+
+    train, test = split_by_prompt(builtin_preferences())
+    return train_reward_model(model, train, test, seed=record.seed or 0, **record.settings)
+
+
+register_replay("attention", _attention)
+register_replay("logit_lens", _lens)
+register_replay("head_scores", _head_scores)
+register_replay("attribution", _attribution)
+register_replay("patching", _patching)
+register_replay("steering_evaluation", _steering_evaluation)
+register_replay("steering_sweep", _steering_sweep)
+register_replay("reward_model", _reward)
+
+
+def _attribution_comparison(model: LoadedModel, record: RunRecord):
+    from interp.attribution import Target, attribute, faithfulness
+
+    target = Target(**record.inputs["target"])
+    parts = {}
+    for method in record.settings["methods"]:
+        options = record.settings["options"].get(method, {})
+        result = attribute(
+            model, record.inputs["prompt"], target, method, budget=record.settings["budget"], seed=record.seed or 0, **options
+        )
+        parts[method] = Bundle({"attribution": result, "faithfulness": faithfulness(model, result)})
+    return Bundle(parts)
+
+
+register_replay("attribution_comparison", _attribution_comparison)

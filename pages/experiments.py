@@ -1,0 +1,102 @@
+"""Experiments: every kept run — list, open, replay, compare two, export a report."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from interp.records import compare_runs, export_report, replay
+from ui.errors import shown_as_message
+from ui.model import require_model
+from ui.records import run_store
+from ui.render import md_escape
+
+KEY_KIND = "exp_kind"
+KEY_TEXT = "exp_text"
+KEY_PICK = "exp_pick"
+KEY_REPLAY = "exp_replay"
+KEY_COMPARE = "exp_compare"
+
+st.title("Experiments")
+st.caption(
+    "Every run you kept: what was run, on which weights, with which settings and seed — replay it, compare two, export a report."
+)
+model = require_model()
+store = run_store()
+st.caption(f"Store: {md_escape(store.uri)} (set STEERSCOPE_TRACKING_URI to use your own MLflow tracking server).")
+
+filters = st.columns([1, 2])
+records = []
+with shown_as_message("Reading the runs"):
+    everything = store.list()
+    kinds = sorted({r.kind for r in everything})
+    kind = filters[0].selectbox("Kind", ["all", *kinds], key=KEY_KIND)
+    text = filters[1].text_input("Search notes, model and settings", key=KEY_TEXT)
+    records = store.list(None if kind == "all" else kind, text)
+if not records:
+    st.info("No runs yet. Use “Keep this run” on an analysis page (Attention, Attribution, Circuits, Steering, Reward & RLHF).")
+    st.stop()
+
+table = pd.DataFrame(
+    [
+        {
+            "run": r.run_id[:8],
+            "kind": r.kind,
+            "model": r.model_name,
+            "when (UTC)": r.finished[:19].replace("T", " "),
+            "note": r.note,
+        }
+        for r in records
+    ]
+)
+st.dataframe(table, hide_index=True)
+labels = {r.run_id: f"{r.run_id[:8]} · {r.kind} · {r.note or 'no note'}" for r in records}
+picked = st.multiselect(
+    "Select one run to open, or two of the same kind to compare",
+    list(labels),
+    format_func=labels.get,
+    key=KEY_PICK,
+    max_selections=2,
+)
+if picked:
+    with shown_as_message("Opening the runs"):
+        opened = [store.load(run_id) for run_id in picked]
+    for record in opened:
+        with st.container(border=True):
+            st.markdown(f"**{md_escape(record.title)}** — run {md_escape(record.run_id)}")
+            settings = {**record.inputs, **record.settings, "seed": record.seed}
+            st.dataframe(pd.DataFrame({"setting": list(settings), "value": [str(v) for v in settings.values()]}), hide_index=True)
+            st.caption(
+                "Weights SHA-256 "
+                + record.weights_sha256[:16]
+                + "... · "
+                + ", ".join(f"{k} {v}" for k, v in record.versions.items())
+            )
+            if st.button("Replay", key=f"{KEY_REPLAY}_{record.run_id}"):
+                with shown_as_message("Replaying"), st.spinner("Re-running the analysis from its record"):
+                    outcome = replay(model, record)
+                    if outcome.matches:
+                        how = "bitwise" if outcome.tolerance == 0 else f"within {outcome.tolerance:g}"
+                        st.success(f"Same results ({how}): {outcome.compared:,} numbers compared.")
+                    else:
+                        st.error(
+                            f"Different results: largest difference {outcome.max_abs_difference:.3g} "
+                            f"over {outcome.compared:,} numbers."
+                        )
+    if len(opened) == 2:
+        with shown_as_message("Comparing"):
+            comparison = compare_runs(*opened)
+            st.subheader("Compare")
+            st.dataframe(pd.DataFrame(comparison.settings_diff, columns=["setting", "first", "second"]), hide_index=True)
+            corr = "n/a" if comparison.correlation is None else f"{comparison.correlation:.3f}"
+            st.caption(
+                f"Results: {comparison.numbers_compared:,} numbers compared; "
+                f"largest difference {comparison.max_abs_difference:.3g}; correlation {corr}."
+            )
+    st.download_button(
+        "Export a report (Markdown, LaTeX, PNG figures, JSON; zip)",
+        data=lambda: export_report(opened),
+        file_name="steerscope_report.zip",
+        mime="application/zip",
+        on_click="ignore",
+    )

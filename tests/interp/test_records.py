@@ -1,0 +1,266 @@
+"""Records: every result type round-trips without pickle, runs replay to the same numbers, saves are safe."""
+
+from __future__ import annotations
+
+import json
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from interp import InputError, next_token_predictions
+from interp.attention import attention_patterns, compute_head_scores
+from interp.attribution import Target, attribute, faithfulness
+from interp.circuit_presets import custom_task
+from interp.circuits import Component, ablate, direct_logit_attribution, patch_sweep
+from interp.generation import generate
+from interp.lens import logit_lens
+from interp.records import Bundle, RunStore, compare_runs, export_report, new_record, numbers_of, replay
+from interp.serialise import dumps, loads
+
+PROMPT = "When Mary and John went to the store, John gave a drink to"
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("STEERSCOPE_DATA", str(tmp_path / "data"))
+    monkeypatch.delenv("STEERSCOPE_TRACKING_URI", raising=False)
+    return RunStore()
+
+
+def _every_result(model):
+    from steering.reward import builtin_preferences, split_by_prompt, train_reward_model
+    from steering.scores import SENTIMENT
+    from steering.sweep import evaluate, sweep
+    from tests.steering.test_vector import make
+
+    attribution = attribute(model, PROMPT, Target.contrast(" Mary", " John"), "feature_ablation")
+    task = custom_task(model, PROMPT, PROMPT.replace("John gave", "Mary gave"), " Mary", " John")
+    vector = make(model, layers=(1,))
+    train, test = split_by_prompt(builtin_preferences())
+    return [
+        next_token_predictions(model, PROMPT),
+        generate(model, PROMPT, max_new_tokens=4, temperature=1.0, seed=1),
+        attention_patterns(model, PROMPT),
+        compute_head_scores(model, n_sequences=2, repeat_length=8),
+        logit_lens(model, PROMPT, " Mary"),
+        attribution,
+        faithfulness(model, attribution),
+        patch_sweep(model, task.clean, task.corrupted, task.metric, "heads"),
+        ablate(model, task.clean, [Component("head", 1, 0)], task.metric, method="zero"),
+        direct_logit_attribution(model, task.clean, task.metric),
+        vector,
+        evaluate(model, vector, 1, 1.0, SENTIMENT, prompts=("I love",), n_samples=1, max_new_tokens=4),
+        sweep(model, vector, SENTIMENT, layers=[1], coefficients=[1.0], prompts=("I love",), n_samples=1, max_new_tokens=4),
+        train_reward_model(model, train[:20], test[:6], layers=[1], steps=20),
+        Bundle({"vector": vector, "note": "several parts"}),
+    ]
+
+
+def test_every_result_type_round_trips_without_pickle(tiny_llama):
+    for result in _every_result(tiny_llama):
+        text, blob = dumps(result)
+        assert b"pickle" not in blob and "__reduce__" not in text
+        back = loads(text, blob)
+        assert type(back) is type(result)
+        assert np.array_equal(numbers_of(back), numbers_of(result), equal_nan=True), type(result).__name__
+
+
+def test_records_refuse_types_outside_steerscope():
+    bad = json.dumps({"__type__": "os.system", "command": "echo hi"})
+    with pytest.raises(InputError, match="not a Steerscope result"):
+        loads(bad, b"")
+    with pytest.raises(InputError, match="damaged"):
+        loads("{not json", b"")
+
+
+@pytest.mark.parametrize(
+    "kind, inputs, settings",
+    [
+        ("attention", {"prompt": PROMPT}, {"max_tokens": 256}),
+        ("logit_lens", {"prompt": PROMPT, "target": " Mary"}, {"k": 5}),
+        ("head_scores", {}, {"seed": 0, "n_sequences": 2, "repeat_length": 8}),
+        (
+            "attribution",
+            {"prompt": PROMPT, "target": {"kind": "contrast", "token": " Mary", "other": " John"}},
+            {"method": "shapley_sampling", "n_samples": 2},
+        ),
+        (
+            "patching",
+            {
+                "task": "custom",
+                "clean": PROMPT,
+                "corrupted": PROMPT.replace("John gave", "Mary gave"),
+                "answer": " Mary",
+                "wrong": " John",
+            },
+            {"kind": "heads", "direction": "denoise"},
+        ),
+    ],
+)
+def test_replay_gives_the_same_numbers_bitwise(tiny_llama, store, kind, inputs, settings):
+    import interp.replays  # noqa: F401  (registers the kinds)
+    from interp.records import REPLAYS
+
+    fake = new_record(tiny_llama, kind, inputs, settings, None, seed=0)
+    result = REPLAYS[kind].run(tiny_llama, fake)
+    run_id = store.save(new_record(tiny_llama, kind, inputs, settings, result, seed=0, note=f"replay test {kind}"))
+    outcome = replay(tiny_llama, store.load(run_id))
+    assert outcome.matches and outcome.max_abs_difference == 0.0 and outcome.compared > 0
+
+
+def test_steering_and_reward_runs_replay(tiny_llama, store):
+    import interp.replays  # noqa: F401  (registers the kinds)
+    from interp.records import REPLAYS
+    from tests.steering.test_vector import make
+
+    vector = make(tiny_llama, layers=(1,))
+    settings = {"layer": 1, "coefficient": 2.0, "scorer": "sentiment", "n_samples": 1, "max_new_tokens": 4}
+    seed_record = new_record(
+        tiny_llama, "steering_evaluation", {"prompts": ["I love", "The store"]}, settings, Bundle({"vector": vector}), seed=3
+    )
+    result = REPLAYS["steering_evaluation"].run(tiny_llama, seed_record)
+    record = store.load(
+        store.save(new_record(tiny_llama, "steering_evaluation", {"prompts": ["I love", "The store"]}, settings, result, seed=3))
+    )
+    assert replay(tiny_llama, record).matches
+    reward_settings = {"layers": [1], "steps": 20}
+    reward = REPLAYS["reward_model"].run(tiny_llama, new_record(tiny_llama, "reward_model", {}, reward_settings, None, seed=0))
+    assert replay(
+        tiny_llama, store.load(store.save(new_record(tiny_llama, "reward_model", {}, reward_settings, reward, seed=0)))
+    ).matches
+
+
+def test_replay_notices_a_changed_result(tiny_llama, store):
+    import dataclasses
+
+    result = attention_patterns(tiny_llama, PROMPT)
+    tampered = dataclasses.replace(result, patterns=result.patterns + 1e-3)
+    record = store.load(store.save(new_record(tiny_llama, "attention", {"prompt": PROMPT}, {"max_tokens": 256}, tampered)))
+    outcome = replay(tiny_llama, record)
+    assert not outcome.matches and outcome.max_abs_difference == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_replay_refuses_another_models_run(tiny_llama, tiny_gpt2, store):
+    record = store.load(
+        store.save(new_record(tiny_llama, "attention", {"prompt": PROMPT}, {}, attention_patterns(tiny_llama, PROMPT)))
+    )
+    with pytest.raises(InputError, match="load that model"):
+        replay(tiny_gpt2, record)
+
+
+def test_concurrent_saves_do_not_interleave(tiny_llama, store):
+    results = {i: logit_lens(tiny_llama, PROMPT + " " * i) for i in range(6)}
+    ids: dict[int, str] = {}
+    barrier = threading.Barrier(6)
+
+    def save(i):
+        barrier.wait()
+        ids[i] = store.save(
+            new_record(tiny_llama, "logit_lens", {"prompt": PROMPT + " " * i}, {"k": 5}, results[i], note=f"thread {i}")
+        )
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(set(ids.values())) == 6
+    listed = {r.run_id: r for r in store.list("logit_lens")}
+    for i, run_id in ids.items():
+        assert listed[run_id].note == f"thread {i}"
+        assert np.array_equal(numbers_of(store.load(run_id).result), numbers_of(results[i]))
+
+
+def test_a_failed_save_leaves_no_run_and_earlier_runs_intact(tiny_llama, store, monkeypatch):
+    first = store.save(
+        new_record(tiny_llama, "attention", {"prompt": PROMPT}, {}, attention_patterns(tiny_llama, PROMPT), note="kept")
+    )
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store.client, "log_param", broken)
+    with pytest.raises(InputError, match="disk is full"):
+        store.save(new_record(tiny_llama, "attention", {"prompt": "x"}, {}, attention_patterns(tiny_llama, "x"), note="lost"))
+    monkeypatch.undo()
+    assert [r.note for r in store.list()] == ["kept"]
+    assert store.load(first).note == "kept"
+
+
+def test_read_only_data_folder_gets_a_clear_message(tiny_llama, tmp_path, monkeypatch):
+    import os
+
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    folder.chmod(0o500)
+    monkeypatch.setenv("STEERSCOPE_DATA", str(folder / "data"))
+    try:
+        if os.geteuid() == 0:  # root ignores permissions: a file where the folder should be still fails
+            folder.chmod(0o700)
+            (folder / "data").write_text("not a folder")
+        with pytest.raises(InputError, match="Could not"):
+            RunStore().save(new_record(tiny_llama, "attention", {"prompt": PROMPT}, {}, attention_patterns(tiny_llama, PROMPT)))
+    finally:
+        folder.chmod(0o700)
+
+
+def test_compare_and_export(tiny_llama, store):
+    a = store.load(
+        store.save(
+            new_record(
+                tiny_llama, "logit_lens", {"prompt": PROMPT, "target": " Mary"}, {"k": 5}, logit_lens(tiny_llama, PROMPT, " Mary")
+            )
+        )
+    )
+    b = store.load(
+        store.save(
+            new_record(
+                tiny_llama, "logit_lens", {"prompt": PROMPT, "target": " John"}, {"k": 5}, logit_lens(tiny_llama, PROMPT, " John")
+            )
+        )
+    )
+    comparison = compare_runs(a, b)
+    assert ("target", '" Mary"', '" John"') in comparison.settings_diff
+    assert comparison.numbers_compared > 0 and comparison.max_abs_difference > 0
+    archive = zipfile.ZipFile(__import__("io").BytesIO(export_report([a, b])))
+    names = set(archive.namelist())
+    assert {
+        "report.md",
+        "report.tex",
+        "run1_logit_lens/record.json",
+        "run1_logit_lens/figure.png",
+        "run2_logit_lens/result.json",
+    } <= names
+    report = archive.read("report.md").decode()
+    assert "To reproduce" in report and a.run_id in report
+    assert "\\includegraphics" in archive.read("report.tex").decode()
+    with pytest.raises(InputError, match="same kind"):
+        compare_runs(
+            a,
+            store.load(
+                store.save(new_record(tiny_llama, "attention", {"prompt": PROMPT}, {}, attention_patterns(tiny_llama, PROMPT)))
+            ),
+        )
+
+
+def test_record_keeps_versions_model_and_times(tiny_llama, store):
+    record = store.load(
+        store.save(
+            new_record(
+                tiny_llama,
+                "head_scores",
+                {},
+                {"seed": 0, "n_sequences": 2, "repeat_length": 8},
+                compute_head_scores(tiny_llama, n_sequences=2, repeat_length=8),
+                seed=0,
+                note="n",
+            )
+        )
+    )
+    assert record.weights_sha256 == tiny_llama.info.weights_sha256 and record.model_name == tiny_llama.info.name
+    assert "torch" in record.versions and "transformers" in record.versions
+    assert record.started and record.finished and record.seed == 0
+    assert torch.is_tensor(torch.as_tensor(record.result.induction))
