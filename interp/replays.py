@@ -129,3 +129,18 @@ def _attribution_comparison(model: LoadedModel, record: RunRecord):
 
 
 register_replay("attribution_comparison", _attribution_comparison)
+
+
+def _dpo(model: LoadedModel, record: RunRecord):
+    import tempfile
+
+    from steering.reward import builtin_preferences, split_by_prompt
+    from steering.rlhf import train_dpo
+
+    train, _ = split_by_prompt(builtin_preferences())
+    result = train_dpo(model, train, tempfile.mkdtemp(prefix="steerscope-replay-dpo-"), seed=record.seed or 0, **record.settings)
+    return Bundle({"log": list(result.log), "steps_done": result.steps_done})
+
+
+# Training runs on the CPU are deterministic here, but a library update can reorder float sums.
+register_replay("dpo", _dpo, tolerance=1e-4)

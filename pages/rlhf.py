@@ -8,7 +8,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from interp.generation import generate_batch
 from interp.plots import base_layout
+from interp.records import Bundle
 from steering.apply import steering_hooks
 from steering.datasets import ContrastPairs
 from steering.make import mean_difference
@@ -20,7 +22,7 @@ from steering.reward import (
     split_by_prompt,
     train_reward_model,
 )
-from steering.rlhf import best_of_n, compare, inside_view, load_tuned, train_dpo
+from steering.rlhf import best_of_n, compare, inside_view, load_tuned, partial_dpo, train_dpo
 from ui.errors import shown_as_message
 from ui.model import require_model
 from ui.records import keep_run
@@ -191,21 +193,44 @@ with dpo_tab:
             ).set_index("step")
             chart.line_chart(frame)
 
+        state.pop("dpo", None)
+        state["dpo_dir"] = tempfile.mkdtemp(prefix="steerscope-dpo-")  # so a stopped run's adapter can be found
         with shown_as_message("DPO"), st.spinner("Training (a few seconds per step on a CPU)"):
             train_pairs, _ = split_by_prompt(builtin_preferences())
-            result = train_dpo(model, train_pairs, tempfile.mkdtemp(prefix="steerscope-dpo-"), max_steps=steps, on_log=show)
-            state["dpo"] = result
+            state["dpo"] = train_dpo(model, train_pairs, state["dpo_dir"], max_steps=steps, on_log=show)
+    if "dpo" not in state and "dpo_dir" in state:
+        partial = partial_dpo(state["dpo_dir"])  # Stop interrupted the run: keep what it saved
+        if partial is not None:
+            state["dpo"] = partial
     result = state.get("dpo")
     if result is not None:
-        st.caption(
-            f"{result.steps_done} steps in {result.seconds:.0f} s"
-            + (" (stopped early)" if result.stopped else "")
-            + f"; adapter saved at {md_escape(str(result.adapter))}."
+        done = f"{result.steps_done} steps" + (" (stopped early)" if result.stopped else f" in {result.seconds:.0f} s")
+        st.caption(f"{done}; LoRA adapter saved at {md_escape(str(result.adapter))}.")
+        if result.log:
+            frame = pd.DataFrame(
+                [{"step": e.step, "DPO loss": e.loss, "reward margin": e.reward_margin} for e in result.log]
+            ).set_index("step")
+            st.line_chart(frame)
+        with shown_as_message("Generating before and after"), st.spinner("Greedy replies from the base and the tuned model"):
+            tuned = load_tuned(result)
+            before = generate_batch(model, list(EVAL_PROMPTS), max_new_tokens=30, temperature=0.0, chat=True)
+            after = generate_batch(tuned, list(EVAL_PROMPTS), max_new_tokens=30, temperature=0.0, chat=True)
+            st.dataframe(
+                pd.DataFrame(
+                    {"prompt": EVAL_PROMPTS, "before DPO": [g[0].text for g in before], "after DPO": [g[0].text for g in after]}
+                ),
+                hide_index=True,
+            )
+        dpo_settings = {"max_steps": steps, "batch_size": 4, "learning_rate": 5e-4, "beta": 0.1, "lora_rank": 8}
+        keep_run(
+            model,
+            "dpo",
+            {"data": "built-in training pairs"},
+            dpo_settings,
+            Bundle({"log": list(result.log), "steps_done": result.steps_done}),
+            key="rlhf_dpo_keep",
+            seed=0,
         )
-        frame = pd.DataFrame(
-            [{"step": e.step, "DPO loss": e.loss, "reward margin": e.reward_margin} for e in result.log]
-        ).set_index("step")
-        st.line_chart(frame)
 
 with compare_tab:
     st.markdown(

@@ -17,6 +17,7 @@ from steering.datasets import BUILT_IN, ContrastPairs, built_in, read_pairs
 from steering.make import POSITIONS, actadd, mean_difference, pca_direction
 from steering.meaning import layer_cosines, token_effects, token_projections
 from steering.plots import cosine_heatmap, pareto_plot, sweep_heatmaps, token_effect_bars
+from steering.reward import reward_scorer
 from steering.scores import SCORERS
 from steering.sweep import NEUTRAL_PROMPTS, Evaluation, SweepResult, evaluate, sweep
 from steering.vector import SteeringVector, load_vector
@@ -72,12 +73,38 @@ def _build(
     return maker(_model, _pairs, layers, position=position)
 
 
+def _scorers(model) -> dict:
+    """The built-in scorers, plus the reward model if one was trained for this model (Reward & RLHF page)."""
+    scorers = dict(SCORERS)
+    reward = st.session_state.get("rlhf_state", {}).get("reward")
+    if reward is not None and reward.base_weights_sha256 == model.info.weights_sha256:
+        scorers["reward"] = reward_scorer(model, reward)
+    return scorers
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def _evaluate(
-    _model, _vector, vector_key: str, layer: int, coefficient: float, prompts: tuple, scorer: str, n_samples: int, seed: int
+    _model,
+    _vector,
+    vector_key: str,
+    layer: int,
+    coefficient: float,
+    prompts: tuple,
+    scorer: str,
+    n_samples: int,
+    seed: int,
+    _scorer=None,
 ) -> Evaluation:
     return evaluate(
-        _model, _vector, layer, coefficient, SCORERS[scorer], prompts=prompts, n_samples=n_samples, max_new_tokens=30, seed=seed
+        _model,
+        _vector,
+        layer,
+        coefficient,
+        _scorer or SCORERS[scorer],
+        prompts=prompts,
+        n_samples=n_samples,
+        max_new_tokens=30,
+        seed=seed,
     )
 
 
@@ -175,16 +202,27 @@ with st.container(border=True):
     controls = st.columns([2, 2, 2, 1])
     layer = controls[0].select_slider("Layer", options=layer_options, key=KEY_LAYER)
     coefficient = controls[1].slider("Coefficient", -8.0, 8.0, step=0.5, key=KEY_COEF)
-    scorer_name = controls[2].selectbox("Behaviour score", list(SCORERS), format_func=lambda s: SCORERS[s].name, key=KEY_SCORER)
+    scorers = _scorers(model)
+    scorer_name = controls[2].selectbox("Behaviour score", list(scorers), format_func=lambda s: scorers[s].name, key=KEY_SCORER)
     n_samples = controls[3].number_input("Samples", 1, 8, 2, key=KEY_SAMPLES)
     prompt = st.text_input("Prompt", NEUTRAL_PROMPTS[0], key=KEY_PROMPT)
     with shown_as_message("Generating"), st.spinner("Generating unsteered and steered samples with the same seeds"):
+        reward_key = scorer_name if scorer_name != "reward" else f"reward-{id(scorers['reward'])}"
         result = _evaluate(
-            model, vector, _vector_key(vector), layer, float(coefficient), (prompt,), scorer_name, int(n_samples), 0
+            model,
+            vector,
+            _vector_key(vector),
+            layer,
+            float(coefficient),
+            (prompt,),
+            reward_key,
+            int(n_samples),
+            0,
+            _scorer=scorers[scorer_name],
         )
         numbers = st.columns(4)
         numbers[0].metric(
-            f"Behaviour ({SCORERS[scorer_name].unit})",
+            f"Behaviour ({scorers[scorer_name].unit})",
             f"{result.steered.mean_behaviour:+.3f}",
             f"{result.behaviour_gain:+.3f} vs unsteered",
         )
@@ -242,7 +280,7 @@ with st.container(border=True):
                 st.session_state["steer_sweep_result"] = sweep(
                     model,
                     vector,
-                    SCORERS[scorer_name],
+                    scorers[scorer_name],
                     layers=sorted(sweep_layers),
                     coefficients=coefficients,
                     goal=goal,
@@ -368,7 +406,7 @@ with st.container(border=True):
                         vector,
                         layer,
                         float(coefficient),
-                        SCORERS[scorer_name],
+                        scorers[scorer_name],
                         prompts=[r.prompt for r in prompts.rows],
                         n_samples=1,
                         max_new_tokens=30,

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import tempfile
 import time
@@ -215,12 +216,25 @@ def train_dpo(
     try:
         trainer.train()
     finally:
-        adapter = out_dir / "adapter"
-        policy.save_pretrained(adapter)  # safetensors; kept even when stopped early
-    merged = out_dir / "merged"
-    policy.merge_and_unload().save_pretrained(merged)
-    tokenizer.save_pretrained(merged)
+        # Kept even when training is interrupted (the app's Stop button, Ctrl-C): the adapter so
+        # far, and the merged weights that load as a model, written as whole files.
+        adapter, merged = out_dir / "adapter", out_dir / "merged"
+        policy.save_pretrained(adapter)
+        policy.merge_and_unload().save_pretrained(merged)
+        tokenizer.save_pretrained(merged)
+        (out_dir / "log.json").write_text(json.dumps([dataclasses.asdict(e) for e in log]))
     return DPOResult(adapter, merged, tuple(log), log[-1].step if log else 0, stopped["value"], time.perf_counter() - start)
+
+
+def partial_dpo(out_dir: str | Path) -> DPOResult | None:
+    """What an interrupted :func:`train_dpo` left in ``out_dir`` (None if it saved nothing)."""
+    out_dir = Path(out_dir)
+    if not (out_dir / "merged" / "config.json").exists():
+        return None
+    log = (
+        tuple(DPOLogEntry(**e) for e in json.loads((out_dir / "log.json").read_text())) if (out_dir / "log.json").exists() else ()
+    )
+    return DPOResult(out_dir / "adapter", out_dir / "merged", log, log[-1].step if log else 0, True, float("nan"))
 
 
 def load_tuned(result: DPOResult) -> LoadedModel:

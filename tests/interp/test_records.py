@@ -264,3 +264,36 @@ def test_record_keeps_versions_model_and_times(tiny_llama, store):
     assert "torch" in record.versions and "transformers" in record.versions
     assert record.started and record.finished and record.seed == 0
     assert torch.is_tensor(torch.as_tensor(record.result.induction))
+
+
+def test_sweeps_method_comparisons_and_dpo_replay(tiny_llama, store):
+    import interp.replays  # noqa: F401  (registers the kinds)
+    from interp.records import REPLAYS
+    from tests.steering.test_vector import make
+
+    vector = make(tiny_llama, layers=(1,))
+    cases = [
+        (
+            "steering_sweep",
+            {"prompts": ["I love"]},
+            {"layers": [1], "coefficients": [1.0], "scorer": "sentiment", "n_samples": 1, "max_new_tokens": 4, "goal": "raise"},
+            Bundle({"vector": vector}),
+        ),
+        (
+            "attribution_comparison",
+            {"prompt": PROMPT, "target": {"kind": "next_token", "token": " Mary"}},
+            {"methods": ["feature_ablation", "gradient_x_input"], "options": {}, "budget": 1000},
+            None,
+        ),
+        (
+            "dpo",
+            {"data": "built-in training pairs"},
+            {"max_steps": 2, "batch_size": 2, "learning_rate": 5e-3, "beta": 0.1, "lora_rank": 4},
+            None,
+        ),
+    ]
+    for kind, inputs, settings, seed_result in cases:
+        result = REPLAYS[kind].run(tiny_llama, new_record(tiny_llama, kind, inputs, settings, seed_result, seed=0))
+        record = store.load(store.save(new_record(tiny_llama, kind, inputs, settings, result, seed=0)))
+        outcome = replay(tiny_llama, record)
+        assert outcome.matches, (kind, outcome.max_abs_difference)
