@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from bench.timing import Timing, measure, table
+from bench.timing import Timing, measure, raw_greedy, table
 from interp import generate, intervene, load_model
 from interp.loading import load_hf_model
 from interp.tokens import tokenize
@@ -74,16 +74,7 @@ def decode_speed(model, reference, new_tokens: int = 64, repeats: int = 5) -> st
     ids = torch.tensor([tokenize(model, prompt)])
     direction = torch.randn(model.info.d_model) * 0.5
 
-    def hf_generate():
-        with torch.no_grad():
-            reference.generate(
-                ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=new_tokens,
-                min_new_tokens=new_tokens,
-                do_sample=False,
-                pad_token_id=0,
-            )
+    hf_generate = raw_greedy(reference, ids, new_tokens)
 
     def ours(hooks=None):
         return generate(model, prompt, max_new_tokens=new_tokens, stop_at_eos=False, hooks=hooks)

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from bench.timing import measure, table
+from bench.timing import measure, raw_greedy, table
 from interp import generate, load_model
 from interp.loading import load_hf_model
 from interp.tokens import tokenize
@@ -25,16 +25,7 @@ def run(quick: bool = False) -> str:
     ids = torch.tensor([tokenize(model, prompt)])
     repeats = 2 if quick else 5
 
-    def hf_generate():
-        with torch.no_grad():
-            reference.generate(
-                ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=new_tokens,
-                min_new_tokens=new_tokens,
-                do_sample=False,
-                pad_token_id=0,
-            )
+    hf_generate = raw_greedy(reference, ids, new_tokens)
 
     def steered():
         with steer(model, vector, 3.0, layers=[4]):

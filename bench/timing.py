@@ -35,3 +35,21 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def raw_greedy(reference, ids, new_tokens: int) -> Callable[[], object]:
+    """The baseline every decoding figure is compared with: Hugging Face generate, KV cache, greedy, exactly N tokens."""
+    import torch
+
+    def run() -> object:
+        with torch.no_grad():
+            return reference.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                pad_token_id=0,
+            )
+
+    return run

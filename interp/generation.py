@@ -100,64 +100,21 @@ def generate_samples(
     Returns:
         One :class:`Generation` per sample, in seed order.
     """
-    if max_new_tokens < 1:
-        raise InputError("max_new_tokens must be at least 1.")
-    if n_samples < 1:
-        raise InputError("n_samples must be at least 1.")
-    settings = SamplingSettings(temperature, top_k, top_p)
-    prompt_ids = tokenize(model, prompt, chat=chat)
-    check_length(model, len(prompt_ids) + max_new_tokens, what="The prompt plus the tokens to generate")
-    if settings.temperature > 0 and seed is None:
+    if temperature > 0 and seed is None:
         seed = random.randrange(2**31)
-    generators = []
-    for i in range(n_samples if settings.temperature > 0 else 0):
-        generator = torch.Generator(device=model.device)
-        generator.manual_seed(int(seed) + i)  # type: ignore[arg-type]
-        generators.append(generator)
-
-    eos = model.tokenizer.eos_token_id if stop_at_eos else None
-    start = time.perf_counter()
-    new_tokens = torch.empty((n_samples, 0), dtype=torch.long, device=model.device)
-    finished = torch.zeros(n_samples, dtype=torch.bool, device=model.device)
-    # inference_mode, not no_grad: it skips autograd's version counters on every op, which is
-    # measurable per decode step; the cache and logits never leave this function.
-    with intervene(model, hooks), torch.inference_mode():
-        cache = DynamicCache(config=model.hf_model.config)
-        step_input = torch.tensor([prompt_ids] * n_samples, dtype=torch.long, device=model.device)
-        position = 0
-        for _ in range(max_new_tokens):
-            model.position_offset = position
-            logits = model.bridge(step_input, past_key_values=cache)
-            position += step_input.shape[1]
-            next_tokens = _choose(logits[:, -1, :], settings, generators)
-            if eos is not None:
-                next_tokens = torch.where(finished, torch.full_like(next_tokens, eos), next_tokens)
-                finished |= next_tokens == eos
-            new_tokens = torch.cat([new_tokens, next_tokens[:, None]], dim=1)
-            if eos is not None and bool(finished.all()):
-                break
-            step_input = next_tokens[:, None]
-    seconds = time.perf_counter() - start
-
-    results = []
-    for i in range(n_samples):
-        row = new_tokens[i].tolist()
-        reason = "length"
-        if eos is not None and eos in row:
-            row = row[: row.index(eos) + 1]
-            reason = "eos"
-        results.append(
-            Generation(
-                prompt=prompt,
-                text=model.tokenizer.decode(row, skip_special_tokens=True),
-                token_ids=tuple(row),
-                prompt_token_ids=tuple(prompt_ids),
-                seed=None if settings.temperature == 0 else int(seed) + i,  # type: ignore[arg-type]
-                finish_reason=reason,
-                seconds=seconds,
-            )
-        )
-    return results
+    return generate_batch(
+        model,
+        [prompt],
+        max_new_tokens=max_new_tokens,
+        n_samples=n_samples,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed or 0,
+        stop_at_eos=stop_at_eos,
+        chat=chat,
+        hooks=hooks,
+    )[0]
 
 
 def generate_batch(
