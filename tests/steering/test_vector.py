@@ -109,10 +109,19 @@ def test_npy_import_refuses_pickles_and_needs_layers(tiny_llama, tmp_path):
     with pytest.raises(InputError, match="no layers"):
         load_vector("v.npy", one.to_npy(), None)
     assert load_vector("v.npy", one.to_npy(), tiny_llama, layers=[1]).layers == (1,)
-    pickled = tmp_path / "p.npy"
-    np.save(pickled, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(InputError, match="Pickled arrays are refused|not a plain numeric"):
-        load_vector("p.npy", pickled.read_bytes(), tiny_llama)
+        load_vector("p.npy", _object_npy(), tiny_llama)
+
+
+def _object_npy() -> bytes:
+    """A .npy file whose payload is a pickle (an object array), written by hand: what we must refuse."""
+    import io
+    import pickle
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+    buffer.write(pickle.dumps([{"evil": 1}]))
+    return buffer.getvalue()
 
 
 @pytest.mark.parametrize(
