@@ -91,6 +91,11 @@ class Metric:
     def higher_is_better(self) -> bool:
         return self.kind != "repeated_loss"
 
+    @property
+    def unit(self) -> str:
+        """Log-probabilities and losses are in nats; a logit difference is in logits (a log-odds, nats too)."""
+        return "logits" if self.kind == "logit_diff" else "nats"
+
     def logits_to_keep(self) -> int:
         """How many trailing positions' logits the metric reads (the unembedding is skipped elsewhere)."""
         if self.kind == "repeated_loss":

@@ -132,10 +132,10 @@ if controls[2].button("Run sweep", type="primary", key=KEY_RUN):
 if key in results:
     exact, estimate = results[key]
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Clean metric", f"{exact.metric_clean:.3f}")
-    m2.metric("Corrupted metric", f"{exact.metric_corrupted:.3f}")
-    m3.metric("Activation patching", f"{exact.seconds:.1f} s", f"{exact.forward_rows} rows", delta_color="off")
-    m4.metric("Attribution patching", f"{estimate.seconds:.2f} s", f"{estimate.forward_rows} rows", delta_color="off")
+    m1.metric("Clean metric", f"{exact.metric_clean:.3f} {task.metric.unit}")
+    m2.metric("Corrupted metric", f"{exact.metric_corrupted:.3f} {task.metric.unit}")
+    m3.metric("Activation patching", f"{exact.seconds:.1f} s", f"{exact.forward_rows} forward rows", delta_color="off")
+    m4.metric("Attribution patching", f"{estimate.seconds:.2f} s", f"{estimate.forward_rows} forward rows", delta_color="off")
     if not exact.comparable:
         st.warning(
             "The clean and corrupted prompts give the same metric, so scores cannot be normalised. "

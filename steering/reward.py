@@ -245,7 +245,7 @@ def _fit_head(chosen: torch.Tensor, rejected: torch.Tensor, *, steps: int, lr: f
         optimiser.step()
         losses.append(loss.item())
         if progress is not None and step % 20 == 0:
-            progress(step / steps, f"Bradley–Terry loss {float(loss):.3f}")
+            progress(step / steps, f"Bradley–Terry loss {losses[-1]:.3f}")
     return weight.detach(), mean, std, losses
 
 

@@ -67,6 +67,7 @@ def patching_agreement(activation: PatchingResult, attribution: PatchingResult, 
             mode="markers",
             text=labels,
             marker={"color": "#5b4bdb", "size": 7, "opacity": 0.7},
+            showlegend=False,
             hovertemplate="%{text}<br>activation %{x:.3f}<br>attribution %{y:.3f}<extra></extra>",
         )
     )

@@ -8,17 +8,19 @@ def test_a_kept_run_shows_up_on_the_experiments_page(page, tmp_path):
     tab = page.tab
     tab.locator(".gtitle", has_text="Head L0.H0").wait_for()  # the page has finished its first run
     page.wait_idle()
-    note = tab.get_by_label("Note (what you were checking)", exact=True).first
-    for _ in range(3):  # open the first "Keep this run" box; a rerun landing mid-click can close it again
+    # Each tab has its own "Keep this run" box; tabs whose results are already cached on the server
+    # render theirs too (hidden), so always pick the visible one, in the open "Heads" tab.
+    note = tab.get_by_label("Note (what you were checking)", exact=True).locator("visible=true").first
+    for _ in range(3):  # open the box; a rerun landing mid-click can close it again
         if note.is_visible():
             break
-        tab.locator('[data-testid="stExpander"] summary', has_text="Keep this run").first.click()
+        tab.locator('[data-testid="stExpander"] summary:visible', has_text="Keep this run").first.click()
         tab.wait_for_timeout(700)
     note.wait_for(state="visible")
     note.fill("browser: which heads look back")
     note.press("Enter")
     page.wait_idle()
-    tab.get_by_role("button", name="Save run").first.click()
+    tab.get_by_role("button", name="Save run").locator("visible=true").first.click()
     page.wait_idle()
     tab.get_by_text("Saved as run").wait_for()
     page.open("experiments")

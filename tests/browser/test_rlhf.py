@@ -20,7 +20,11 @@ def test_score_a_reply_and_see_which_words_earned_the_reward(page, tmp_path, tin
     reply.fill("Of course, I would be glad to help you.")
     reply.press("Control+Enter")
     page.wait_idle()
+    # The reply, token by token, coloured by its share of the reward. The default reply's chips are on
+    # the page before the rerun, so wait for the new reply's chips rather than reading the first ones seen.
+    tab.wait_for_function(
+        "() => [...document.querySelectorAll('span[title]')].map(s => s.innerText).join('').includes('glad␣to␣help␣you')",
+        timeout=120_000,
+    )
     tab.get_by_text("Which words earned the reward").wait_for()
-    chips = tab.locator("span[title]").all_inner_texts()
-    assert "glad␣to␣help␣you" in "".join(chips)  # the reply, token by token, coloured by its share of the reward
     assert page.screenshot("rlhf", tmp_path).stat().st_size > 10_000
