@@ -26,10 +26,13 @@ def plot_text_array(labels: np.ndarray) -> np.ndarray:
 
 
 def base_layout(fig: go.Figure, *, height: int = 380, title: str | None = None) -> go.Figure:
+    # Subplot titles are annotations above each panel: they need room of their own under the title.
+    subplot_titles = bool(fig.layout.annotations)
+    top = (40 if title else 10) + (30 if subplot_titles else 0)
     fig.update_layout(
         height=height,
         title=title,
-        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        margin={"l": 10, "r": 10, "t": top, "b": 10},
         font={"family": FONT, "size": 13},
         plot_bgcolor="white",
     )

@@ -110,10 +110,19 @@ class Page:
         self.wait_idle()
 
     def wait_idle(self, timeout_s: float = 120) -> None:
-        """Wait until Streamlit has finished running the script (the 'Running...' widget is gone)."""
+        """Wait until Streamlit has finished running the script."""
         self.tab.wait_for_selector('[data-testid="stApp"]', timeout=timeout_s * 1000)
         self.tab.wait_for_timeout(400)
-        self.tab.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_s * 1000)
+        # The app root carries the script's run state (Streamlit's own e2e tests wait on it); the
+        # status widget alone can be absent for a moment between queued reruns.
+        self.tab.wait_for_function(
+            """() => {
+                const app = document.querySelector('[data-testid="stApp"]');
+                return app && app.getAttribute('data-test-script-state') === 'notRunning'
+                    && !document.querySelector('[data-testid="stStatusWidget"]');
+            }""",
+            timeout=timeout_s * 1000,
+        )
 
     def screenshot(self, name: str, tmp_dir: Path) -> Path:
         target_dir = Path(os.environ.get("STEERSCOPE_SCREENSHOTS") or tmp_dir)
@@ -128,10 +137,14 @@ class Page:
         )
         self.tab.set_viewport_size({"width": viewport["width"], "height": min(max(height, viewport["height"]), 3200)})
         self.tab.wait_for_timeout(600)
-        # Plotly charts draw only once visible: wait until every chart on the page has its SVG.
+        # A picture of a page mid-run shows faded, stale parts: let the script finish first. Plotly's
+        # code loads lazily (a grey skeleton stands in meanwhile) and charts draw only once visible:
+        # wait until no skeleton is left and every chart has its SVG.
+        self.wait_idle()
         self.tab.wait_for_function(
-            "() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')].every(c => c.querySelector('.main-svg'))",
-            timeout=20_000,
+            """() => !document.querySelector('[data-testid="stSkeleton"]') &&
+                [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every(c => c.querySelector('.main-svg'))""",
+            timeout=30_000,
         )
         self.tab.wait_for_timeout(400)
         self.tab.screenshot(path=str(path))
