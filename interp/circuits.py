@@ -325,19 +325,21 @@ def attribution_patch(
     n_positions = clean.shape[1]
     sites = _sites(model, kind, n_positions)
     names = sorted({s.hook_name for s in sites})
-    sources = _record_sites(model, source_tokens, names)
+    # Forward 1: the source run, keeping its activations and its metric.
+    source_run = record(model, source_tokens, names, logits_to_keep=metric.logits_to_keep())
+    sources, metric_source = source_run.activations, float(metric(source_run.logits)[0])
     kept: dict[str, torch.Tensor] = {}
 
     def keep(activation: torch.Tensor, hook: HookSite) -> torch.Tensor:
         kept[hook.name] = activation
         return activation  # returned, so the rest of the forward pass is computed from this tensor
 
+    # Forward 2 and the one backward pass: the base run and the metric's gradient at every site.
     with intervene(model, [(name, keep) for name in names]), torch.enable_grad():
         logits = model.bridge(base.to(model.device), logits_to_keep=metric.logits_to_keep())
         value = metric(logits)[0]
         gradients = torch.autograd.grad(value, [kept[name] for name in names])
     metric_base = float(value.detach())
-    metric_source = _run_metric(model, source_tokens, metric)
     metric_clean, metric_corrupted = (metric_source, metric_base) if direction == "denoise" else (metric_base, metric_source)
     estimates = {}
     for name, gradient in zip(names, gradients, strict=True):
@@ -347,7 +349,7 @@ def attribution_patch(
     raw = np.array([float(estimates[s.hook_name][s.index]) + metric_base for s in sites])
     normalised = _normalise(raw, metric_clean, metric_corrupted)
     return _result(model, kind, "attribution", direction, normalised, n_positions, metric, metric_clean, metric_corrupted,
-                   time.perf_counter() - start, 3 * clean.shape[0], raw)  # fmt: skip
+                   time.perf_counter() - start, 2 * clean.shape[0], raw)  # fmt: skip
 
 
 def _normalise(raw: np.ndarray, clean: float, corrupted: float) -> np.ndarray:

@@ -27,15 +27,18 @@ class Recording:
         return torch.stack([self.activations[name] for name in names])
 
 
-def record(model: LoadedModel, token_ids: torch.Tensor, names: Sequence[str]) -> Recording:
-    """Run ``token_ids`` ``[batch, pos]`` once and keep the activations at ``names``."""
+def record(model: LoadedModel, token_ids: torch.Tensor, names: Sequence[str], *, logits_to_keep: int = 0) -> Recording:
+    """Run ``token_ids`` ``[batch, pos]`` once and keep the activations at ``names``.
+
+    ``logits_to_keep`` > 0 keeps only the last positions' logits (the unembedding of the rest is skipped).
+    """
     captured: dict[str, torch.Tensor] = {}
 
     def keep(activation: torch.Tensor, site: HookSite) -> None:
         captured[site.name] = activation.detach().clone()
 
     with intervene(model, [(name, keep) for name in names]), torch.inference_mode():
-        logits = model.bridge(token_ids.to(model.device))
+        logits = model.bridge(token_ids.to(model.device), **({"logits_to_keep": logits_to_keep} if logits_to_keep else {}))
     return Recording(logits=logits, activations=captured)
 
 

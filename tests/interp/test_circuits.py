@@ -91,7 +91,10 @@ def test_attribution_patching_agrees_with_activation_patching(planted, planted_t
     estimate = attribution_patch(planted, planted_task.clean, planted_task.corrupted, planted_task.metric, "heads")
     assert spearmanr(exact.values.ravel(), estimate.values.ravel()).statistic >= 0.8
     assert estimate.ranked(1)[0][0] == "L1 H2"
-    assert estimate.forward_rows == 3 * planted_task.clean.shape[0]
+    assert estimate.forward_rows == 2 * planted_task.clean.shape[0]  # 2 forward passes (+ 1 backward), as promised
+    # Both methods read the same two runs: their clean and corrupted metrics must agree.
+    assert estimate.metric_clean == pytest.approx(exact.metric_clean, abs=1e-5)
+    assert estimate.metric_corrupted == pytest.approx(exact.metric_corrupted, abs=1e-5)
 
 
 def test_ablating_the_circuit_destroys_copying_and_nothing_else_does(planted, planted_task, reference):
@@ -144,7 +147,7 @@ def _first_rows(metric: Metric, n: int) -> Metric:
 
 def test_patching_a_run_with_its_own_activations_changes_nothing(default_model):
     task = ioi_task(default_model, n_prompts=2)
-    for kind in ("heads", "resid_pre"):
+    for kind in ("heads", "resid_pre", "attn_out", "mlp_out"):
         result = patch_sweep(default_model, task.clean, task.clean, task.metric, kind)
         assert np.abs(result.raw_values - result.metric_clean).max() <= 1e-6
         assert not result.comparable  # nothing to normalise against: the page says so
