@@ -6,6 +6,7 @@ stored with the result), so a replay repeats exactly what the user ran.
 
 from __future__ import annotations
 
+from interp.errors import InputError
 from interp.loading import LoadedModel
 from interp.records import Bundle, RunRecord, register_replay
 
@@ -56,8 +57,23 @@ def _patching(model: LoadedModel, record: RunRecord):
     )
 
 
-def _steering_evaluation(model: LoadedModel, record: RunRecord):
+def _behaviour_scorer(model: LoadedModel, record: RunRecord):
+    """The scorer a steering run used: a built-in one by name, or the reward model kept with the run."""
+    from steering.reward import reward_scorer
     from steering.scores import SCORERS
+
+    name = record.settings["scorer"]
+    if name == "reward":
+        reward = record.result.parts.get("reward_model")
+        if reward is None:
+            raise InputError("This run was scored by a reward model that was not kept with it, so it cannot be replayed.")
+        return reward_scorer(model, reward)
+    if name not in SCORERS:
+        raise InputError(f"This run used the scorer {name!r}, which this version of Steerscope does not have.")
+    return SCORERS[name]
+
+
+def _steering_evaluation(model: LoadedModel, record: RunRecord):
     from steering.sweep import evaluate
 
     vector = record.result.parts["vector"]
@@ -67,17 +83,16 @@ def _steering_evaluation(model: LoadedModel, record: RunRecord):
         vector,
         s["layer"],
         s["coefficient"],
-        SCORERS[s["scorer"]],
+        _behaviour_scorer(model, record),
         prompts=tuple(record.inputs["prompts"]),
         n_samples=s["n_samples"],
         max_new_tokens=s["max_new_tokens"],
         seed=record.seed or 0,
     )
-    return Bundle({"vector": vector, "evaluation": evaluation})
+    return Bundle({**record.result.parts, "evaluation": evaluation})
 
 
 def _steering_sweep(model: LoadedModel, record: RunRecord):
-    from steering.scores import SCORERS
     from steering.sweep import sweep
 
     vector = record.result.parts["vector"]
@@ -85,7 +100,7 @@ def _steering_sweep(model: LoadedModel, record: RunRecord):
     result = sweep(
         model,
         vector,
-        SCORERS[s["scorer"]],
+        _behaviour_scorer(model, record),
         layers=s["layers"],
         coefficients=s["coefficients"],
         prompts=tuple(record.inputs["prompts"]),
@@ -94,7 +109,7 @@ def _steering_sweep(model: LoadedModel, record: RunRecord):
         seed=record.seed or 0,
         goal=s["goal"],
     )
-    return Bundle({"vector": vector, "sweep": result})
+    return Bundle({**record.result.parts, "sweep": result})
 
 
 def _reward(model: LoadedModel, record: RunRecord):

@@ -195,6 +195,7 @@ with dpo_tab:
 
         state.pop("dpo", None)
         state["dpo_dir"] = tempfile.mkdtemp(prefix="steerscope-dpo-")  # so a stopped run's adapter can be found
+        state["dpo_max_steps"] = steps  # the run's own setting, whatever the slider says later
         with shown_as_message("DPO"), st.spinner("Training (a few seconds per step on a CPU)"):
             train_pairs, _ = split_by_prompt(builtin_preferences())
             state["dpo"] = train_dpo(model, train_pairs, state["dpo_dir"], max_steps=steps, on_log=show)
@@ -221,7 +222,15 @@ with dpo_tab:
                 ),
                 hide_index=True,
             )
-        dpo_settings = {"max_steps": steps, "batch_size": 4, "learning_rate": 5e-4, "beta": 0.1, "lora_rank": 8}
+        dpo_settings = {
+            "max_steps": state.get("dpo_max_steps", steps),
+            "batch_size": 4,
+            "learning_rate": 5e-4,
+            "beta": 0.1,
+            "lora_rank": 8,
+        }
+        if result.stopped:  # the schedule ran over max_steps; the replay stops where the user did
+            dpo_settings["stop_after_steps"] = result.steps_done
         keep_run(
             model,
             "dpo",

@@ -27,6 +27,7 @@ from ui.records import keep_run
 from ui.render import md_escape, token_chips
 
 KEY_SOURCE = "steer_source"
+KEY_SWEEP_RESULT = "steer_sweep_result"
 KEY_DATASET = "steer_dataset"
 KEY_PAIRS = "steer_pairs_editor"
 KEY_PAIRS_FILE = "steer_pairs_file"
@@ -71,6 +72,11 @@ def _build(
         return actadd(_model, key[0], key[1], layers)
     maker = mean_difference if method == "mean_difference" else pca_direction
     return maker(_model, _pairs, layers, position=position)
+
+
+def _kept_scorer(scorer_name: str) -> dict:
+    """A run scored by the reward model keeps that model with it, so the run can be replayed later."""
+    return {"reward_model": st.session_state["rlhf_state"]["reward"]} if scorer_name == "reward" else {}
 
 
 def _scorers(model) -> dict:
@@ -255,7 +261,7 @@ with st.container(border=True):
                 "n_samples": int(n_samples),
                 "max_new_tokens": 30,
             },
-            Bundle({"vector": vector.at_layers([layer]), "evaluation": result}),
+            Bundle({"vector": vector.at_layers([layer]), "evaluation": result, **_kept_scorer(scorer_name)}),
             key="steer_keep",
             seed=0,
         )
@@ -277,17 +283,27 @@ with st.container(border=True):
         if coefficients:
             bar = st.progress(0.0, text="Sampling the unsteered baseline")
             with shown_as_message("The sweep"):
-                st.session_state["steer_sweep_result"] = sweep(
+                swept = sweep(
                     model,
                     vector,
                     scorers[scorer_name],
                     layers=sorted(sweep_layers),
                     coefficients=coefficients,
+                    n_samples=int(n_samples),
                     goal=goal,
                     progress=lambda done, total: bar.progress(done / total, text=f"Cell {done} of {total}"),
                 )
+                # Kept with what made it: the vector and scorer may change after the sweep, its record must not.
+                st.session_state[KEY_SWEEP_RESULT] = {
+                    "sweep": swept,
+                    "vector": vector,
+                    "scorer": scorer_name,
+                    "n_samples": int(n_samples),
+                    **_kept_scorer(scorer_name),
+                }
             bar.empty()
-    swept: SweepResult | None = st.session_state.get("steer_sweep_result")
+    swept_with: dict | None = st.session_state.get(KEY_SWEEP_RESULT)
+    swept: SweepResult | None = swept_with["sweep"] if swept_with else None
     if swept is not None:
         st.plotly_chart(
             sweep_heatmaps(swept),
@@ -321,8 +337,8 @@ with st.container(border=True):
         sweep_settings = {
             "layers": list(swept.layers),
             "coefficients": list(swept.coefficients),
-            "scorer": scorer_name,
-            "n_samples": 2,
+            "scorer": swept_with["scorer"],
+            "n_samples": swept_with["n_samples"],
             "max_new_tokens": 30,
             "goal": swept.goal,
         }
@@ -331,7 +347,7 @@ with st.container(border=True):
             "steering_sweep",
             {"prompts": list(NEUTRAL_PROMPTS)},
             sweep_settings,
-            Bundle({"vector": vector, "sweep": swept}),
+            Bundle({key: value for key, value in swept_with.items() if key not in ("scorer", "n_samples")}),
             key="steer_sweep_keep",
             seed=0,
         )

@@ -135,8 +135,13 @@ def train_dpo(
     seed: int = 0,
     on_log: Callable[[DPOLogEntry], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    stop_after_steps: int | None = None,
 ) -> DPOResult:
-    """Train a LoRA adapter with TRL's DPOTrainer on a private copy of ``model``'s weights."""
+    """Train a LoRA adapter with TRL's DPOTrainer on a private copy of ``model``'s weights.
+
+    ``stop_after_steps`` ends training early at that step while the learning-rate schedule still
+    runs over ``max_steps`` (it replays a run the user stopped).
+    """
     import datasets
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, TrainerCallback
@@ -185,7 +190,9 @@ def train_dpo(
                     on_log(entry)
 
         def on_step_end(self, args, state, control, **kwargs):
-            if should_stop is not None and should_stop():
+            if (should_stop is not None and should_stop()) or (
+                stop_after_steps is not None and state.global_step >= stop_after_steps
+            ):
                 stopped["value"] = True
                 control.should_training_stop = True
 

@@ -199,6 +199,29 @@ def test_steering_page_builds_a_vector_and_steers_with_the_slider():
     assert any("Perplexity" in label for label in labels)
 
 
+def test_a_steering_sweep_is_kept_with_its_own_settings_and_replays(tiny_llama_dir, tiny_llama, tmp_path, monkeypatch):
+    from interp.records import replay
+    from ui.records import run_store
+
+    monkeypatch.setenv("STEERSCOPE_DATA", str(tmp_path / "data"))
+    run_store.clear()
+    app = open_page(
+        "pages/steering.py", model_choice="Other: a folder, a .gguf file or a hub id", model_custom_spec=str(tiny_llama_dir)
+    )
+    app.number_input(key="steer_samples").set_value(1).run()
+    app.text_input(key="steer_sweep_coefficients").input("2").run()
+    app.button(key="steer_sweep").click().run()
+    assert not app.exception and not app.error
+    app.number_input(key="steer_samples").set_value(3).run()  # changed after the sweep: the record keeps the sweep's 1
+    app.button(key="steer_sweep_keep_save").click().run()
+    assert not app.exception and not app.error
+    (summary,) = run_store().list()
+    record = run_store().load(summary.run_id)
+    assert record.kind == "steering_sweep" and record.settings["n_samples"] == 1 and record.settings["coefficients"] == [2.0]
+    run_store.clear()
+    assert replay(tiny_llama, record).matches  # the same checkpoint, loaded outside the app
+
+
 def test_steering_page_refuses_a_vector_for_another_model():
     import torch
 

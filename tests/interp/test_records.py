@@ -31,7 +31,12 @@ def store(tmp_path, monkeypatch):
 
 
 def _every_result(model):
+    from pathlib import Path
+
+    from interp.attribution_batch import BatchItem, BatchResult
+    from steering.meaning import token_effects, token_projections
     from steering.reward import builtin_preferences, split_by_prompt, train_reward_model
+    from steering.rlhf import BestOfN, ComparisonRow, DPOLogEntry, DPOResult, InsideView
     from steering.scores import SENTIMENT
     from steering.sweep import evaluate, sweep
     from tests.steering.test_vector import make
@@ -56,6 +61,24 @@ def _every_result(model):
         sweep(model, vector, SENTIMENT, layers=[1], coefficients=[1.0], prompts=("I love",), n_samples=1, max_new_tokens=4),
         train_reward_model(model, train[:20], test[:6], layers=[1], steps=20),
         Bundle({"vector": vector, "note": "several parts"}),
+        token_effects(model, vector, 1),
+        token_projections(model, vector, 1, PROMPT),
+        BatchResult(
+            (BatchItem(2, "feature_ablation", attribution, 0.5, 0.1), BatchItem(3, "shap", None, error="too long")), 2, True
+        ),
+        # The RLHF results take minutes to make for real (their own tests do that); their shapes are what matter here.
+        BestOfN(
+            (1, 2),
+            np.array([0.1, 0.3]),
+            np.array([[0.1, 0.2], [0.1, 0.4]]),
+            np.array([0.0, 0.19]),
+            ("Hi",),
+            (("a", "b"),),
+            ((0.1, 0.3),),
+        ),
+        DPOResult(Path("adapter"), Path("merged"), (DPOLogEntry(1, 0.69, 0.0, 0.5), DPOLogEntry(2, 0.6, 0.2, 1.0)), 2, True, 3.5),
+        ComparisonRow("best-of-8", 0.4, 0.3, 9.1, "8 samples"),
+        InsideView((0, 1), np.array([0.01, 0.2]), np.array([float("nan"), 0.3])),
     ]
 
 
@@ -131,6 +154,19 @@ def test_steering_and_reward_runs_replay(tiny_llama, store):
     assert replay(
         tiny_llama, store.load(store.save(new_record(tiny_llama, "reward_model", {}, reward_settings, reward, seed=0)))
     ).matches
+    # Steering scored by that reward model: the run keeps the reward model, so it replays too.
+    scored = {**settings, "scorer": "reward"}
+    prompts = {"prompts": ["I love"]}
+    parts = Bundle({"vector": vector, "reward_model": reward.reward_model})
+    result = REPLAYS["steering_evaluation"].run(
+        tiny_llama, new_record(tiny_llama, "steering_evaluation", prompts, scored, parts, seed=3)
+    )
+    assert result.parts["evaluation"].scorer == "reward model"
+    saved = store.load(store.save(new_record(tiny_llama, "steering_evaluation", prompts, scored, result, seed=3)))
+    assert replay(tiny_llama, saved).matches
+    without = new_record(tiny_llama, "steering_evaluation", prompts, scored, Bundle({"vector": vector}))
+    with pytest.raises(InputError, match="not kept with it"):
+        REPLAYS["steering_evaluation"].run(tiny_llama, without)
 
 
 def test_replay_notices_a_changed_result(tiny_llama, store):

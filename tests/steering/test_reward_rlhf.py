@@ -89,6 +89,12 @@ def test_dpo_can_be_stopped_and_keeps_its_adapter(tiny_llama, tmp_path):
         should_stop=lambda: len(steps) >= 2,
     )
     assert result.stopped and result.steps_done < 50 and (result.adapter / "adapter_model.safetensors").exists()
+    # Replaying the stopped run (as the Experiments page does) retraces the same steps under the same schedule.
+    replayed = train_dpo(
+        tiny_llama, builtin_preferences()[:16], tmp_path / "again", max_steps=50, batch_size=4, stop_after_steps=result.steps_done
+    )
+    assert replayed.steps_done == result.steps_done
+    assert [e.loss for e in replayed.log] == pytest.approx([e.loss for e in result.log], abs=1e-5)
 
 
 def test_comparison_has_every_method_on_the_same_scale(tiny_llama, tiny_reward):
