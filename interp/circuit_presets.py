@@ -148,6 +148,38 @@ def aligned_task(model: LoadedModel, clean_text: str, corrupted_text: str, answe
     return _stack_task(model, "custom (aligned)", [clean_ids], [corrupt_ids], metric, [clean_text], [corrupted_text])
 
 
+METRIC_TITLES = {
+    "logit_diff": "Logit difference, right − wrong answer (logits)",
+    "log_prob": "Log-probability of the right answer (nats)",
+    "repeated_loss": "Loss on the repeated tokens (nats)",
+}
+
+
+def metric_choices(task: PatchingTask) -> list[str]:
+    """The metrics a task can be measured with: its own first (answers give two; induction has one)."""
+    return ["repeated_loss"] if task.metric.kind == "repeated_loss" else ["logit_diff", "log_prob"]
+
+
+def with_metric(task: PatchingTask, kind: str) -> PatchingTask:
+    """The same prompts measured by another metric from :func:`metric_choices`."""
+    if kind == task.metric.kind:
+        return task
+    if kind == "log_prob" and task.metric.kind == "logit_diff":
+        return dataclasses.replace(
+            task, metric=Metric.log_prob(task.metric.answers, "log-probability of the right answer (nats)")
+        )
+    raise InputError(f"The {task.name} task cannot be measured by {METRIC_TITLES.get(kind, kind)!r}; choose from "
+                     f"{', '.join(METRIC_TITLES[k] for k in metric_choices(task))}.")  # fmt: skip
+
+
+def reference_batch(task: PatchingTask) -> torch.Tensor:
+    """Prompts whose mean activation a mean-ablation writes: the task's clean and corrupted prompts together.
+
+    A one-prompt task (factual recall, a custom pair) would otherwise "ablate" with its own activation.
+    """
+    return torch.cat([task.clean, task.corrupted])
+
+
 def preset_task(model: LoadedModel, name: str) -> PatchingTask:
     if name == "induction":
         return induction_task(model)

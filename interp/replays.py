@@ -40,7 +40,7 @@ def _attribution(model: LoadedModel, record: RunRecord):
 
 
 def _patching(model: LoadedModel, record: RunRecord):
-    from interp.circuit_presets import custom_task, preset_task
+    from interp.circuit_presets import custom_task, preset_task, with_metric
     from interp.circuits import attribution_patch, patch_sweep
 
     task_inputs = record.inputs
@@ -48,6 +48,7 @@ def _patching(model: LoadedModel, record: RunRecord):
         task = custom_task(model, task_inputs["clean"], task_inputs["corrupted"], task_inputs["answer"], task_inputs["wrong"])
     else:
         task = preset_task(model, task_inputs["task"])
+    task = with_metric(task, record.settings.get("metric", task.metric.kind))  # runs kept before the choice: the task's own
     kind, direction = record.settings["kind"], record.settings["direction"]
     return Bundle(
         {

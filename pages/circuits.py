@@ -9,7 +9,16 @@ import streamlit as st
 from scipy.stats import spearmanr
 
 from interp.attention import attention_patterns
-from interp.circuit_presets import PRESET_TITLES, aligned_task, custom_task, preset_task
+from interp.circuit_presets import (
+    METRIC_TITLES,
+    PRESET_TITLES,
+    aligned_task,
+    custom_task,
+    metric_choices,
+    preset_task,
+    reference_batch,
+    with_metric,
+)
 from interp.circuits import (
     ABLATIONS,
     SITE_TITLES,
@@ -32,6 +41,7 @@ from ui.records import keep_run
 from ui.render import md_escape
 
 KEY_TASK = "circ_task"
+KEY_METRIC = "circ_metric"
 KEY_CLEAN = "circ_clean"
 KEY_CORRUPTED = "circ_corrupted"
 KEY_ANSWER = "circ_answer"
@@ -99,6 +109,11 @@ with shown_as_message("Building the prompts"):
         task = preset_task(model, task_name)
 if task is None:
     st.stop()
+choices = metric_choices(task)
+if st.session_state.get(KEY_METRIC) not in choices:  # another task was chosen: start from its own metric
+    st.session_state[KEY_METRIC] = choices[0]
+metric_kind = st.radio("Metric", choices, format_func=METRIC_TITLES.get, horizontal=True, key=KEY_METRIC)
+task = with_metric(task, metric_kind)
 
 with st.expander(f"Prompts: {task.clean.shape[0]} clean / corrupted pair(s), {task.clean.shape[1]} tokens each"):
     st.dataframe(pd.DataFrame({"clean": task.clean_text, "corrupted": task.corrupted_text}), hide_index=True)
@@ -114,7 +129,7 @@ direction = controls[1].radio(
     key=KEY_DIRECTION,
 )
 results = st.session_state.setdefault(KEY_RESULTS, {})
-key = (info.weights_sha256, task_name, task.clean_text, task.corrupted_text, kind, direction)
+key = (info.weights_sha256, task_name, task.clean_text, task.corrupted_text, metric_kind, kind, direction)
 if controls[2].button("Run sweep", type="primary", key=KEY_RUN):
     with shown_as_message("The patching sweep"):
         bar = st.progress(0.0, text="Activation patching")
@@ -169,7 +184,8 @@ if key in results:
                 if task_name == "custom":
                     task_inputs |= {"clean": clean_text, "corrupted": corrupted_text, "answer": answer, "wrong": wrong}
                 bundle = Bundle({"activation": exact, "attribution": estimate})
-                keep_run(model, "patching", task_inputs, {"kind": kind, "direction": direction}, bundle, key="circ_keep")
+                settings = {"kind": kind, "direction": direction, "metric": metric_kind}
+                keep_run(model, "patching", task_inputs, settings, bundle, key="circ_keep")
         with scatter_col:
             st.plotly_chart(patching_agreement(exact, estimate, correlation))
             st.caption(
@@ -191,13 +207,16 @@ method = st.radio(
     ABLATIONS,
     horizontal=True,
     key=KEY_ABLATION,
-    format_func={"zero": "zero", "mean": "mean over a reference batch", "resample": "the corrupted run's value"}.get,
+    format_func={
+        "zero": "zero",
+        "mean": f"mean over a reference batch ({2 * task.clean.shape[0]} prompts: the clean and corrupted ones)",
+        "resample": "the corrupted run's value",
+    }.get,
 )
 if st.button("Ablate", key=KEY_ABLATE_RUN, disabled=not chosen):
     components = [Component("head", int(label[1 : label.index(".")]), int(label.split(".H")[1])) for label in chosen]
-    reference = task.corrupted if task.corrupted.shape[0] > 1 else None
     with shown_as_message("Ablation"):
-        options = {"method": method, "reference": reference if reference is not None else task.clean, "corrupted": task.corrupted}
+        options = {"method": method, "reference": reference_batch(task), "corrupted": task.corrupted}
         together = ablate(model, task.clean, components, task.metric, **options)
         full, kept, none = circuit_faithfulness(model, task.clean, components, task.metric, **options)
         a, b, c = st.columns(3)

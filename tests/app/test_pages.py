@@ -186,6 +186,32 @@ def test_circuits_page_explains_a_custom_pair_that_does_not_line_up():
     assert not app.exception and not app.error
 
 
+def test_circuits_page_measures_with_the_chosen_metric_and_mean_ablates_a_single_pair():
+    app = open_page("pages/circuits.py", **PLANTED)
+    app.radio(key="circ_task").set_value("custom").run()
+    app.text_input(key="circ_clean").input("t1 t2 t3 t4 t1 t2 t3").run()
+    app.text_input(key="circ_corrupted").input("t1 t5 t3 t4 t1 t5 t3").run()
+    app.text_input(key="circ_answer").input("t4").run()
+    app.text_input(key="circ_wrong").input("t6").run()
+    assert app.radio(key="circ_metric").options == [
+        "Logit difference, right − wrong answer (logits)",
+        "Log-probability of the right answer (nats)",
+    ]
+    app.radio(key="circ_metric").set_value("log_prob").run()
+    app.button(key="circ_run").click().run()
+    assert not app.exception and not app.error
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Clean metric"].endswith(" nats") and float(metrics["Clean metric"].split()[0]) <= 0  # a log-probability
+    app.multiselect(key="circ_ablate").set_value(["L0.H1", "L1.H2"]).run()
+    app.radio(key="circ_ablation_method").set_value("mean").run()
+    app.button(key="circ_ablate_run").click().run()
+    assert not app.exception and not app.error
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["These heads ablated"] != metrics["Full model"]  # the mean of a real batch, not the prompt's own value
+    app.radio(key="circ_task").set_value("induction").run()  # its only metric is the loss: the choice follows the task
+    assert not app.exception and app.radio(key="circ_metric").value == "repeated_loss"
+
+
 def test_steering_page_builds_a_vector_and_steers_with_the_slider():
     app = open_page("pages/steering.py")
     assert not app.error, [e.value for e in app.error]

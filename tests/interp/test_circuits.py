@@ -8,7 +8,16 @@ import torch
 from scipy.stats import spearmanr
 
 from interp import InputError, load_model
-from interp.circuit_presets import align, custom_task, factual_task, induction_task, ioi_task
+from interp.circuit_presets import (
+    align,
+    custom_task,
+    factual_task,
+    induction_task,
+    ioi_task,
+    metric_choices,
+    reference_batch,
+    with_metric,
+)
 from interp.circuits import (
     Component,
     Metric,
@@ -187,3 +196,42 @@ def test_custom_pairs_must_line_up(tiny_llama):
         custom_task(tiny_llama, "I love dogs", "I love dogs because they", " they", " are")
     clean, corrupted = align(tiny_llama, "I love dogs", "I love dogs because they")
     assert len(clean) == len(corrupted)
+
+
+# --- metric choice and the mean-ablation reference -------------------------------------------------------
+
+PAIR = (
+    "When Mary and John went to the store, John gave a drink to",
+    "When Mary and John went to the store, Mary gave a drink to",
+)
+
+
+def test_log_prob_metric_reads_the_answer_log_probability(tiny_llama):
+    task = with_metric(custom_task(tiny_llama, *PAIR, " Mary", " John"), "log_prob")
+    assert task.metric.kind == "log_prob" and metric_choices(task) == ["logit_diff", "log_prob"]
+    with torch.inference_mode():
+        logits = tiny_llama.bridge(task.clean)
+    mary = tiny_llama.tokenizer(" Mary", add_special_tokens=False).input_ids[0]
+    expected = torch.log_softmax(logits[0, -1].float(), dim=-1)[mary]  # by hand, from the full logits
+    assert float(task.metric(logits)[0]) == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_induction_has_only_its_loss_metric(planted):
+    task = induction_task(planted, n_prompts=2)
+    assert metric_choices(task) == ["repeated_loss"]
+    with pytest.raises(InputError, match="cannot be measured"):
+        with_metric(task, "log_prob")
+
+
+def test_mean_ablation_of_a_single_pair_uses_a_real_reference_batch(tiny_llama):
+    task = custom_task(tiny_llama, *PAIR, " Mary", " John")
+    heads = [
+        Component("head", layer, head) for layer in range(tiny_llama.info.n_layers) for head in range(tiny_llama.info.n_heads)
+    ]
+    # Why: the mean over a one-prompt batch is that prompt's own activation, so "ablating" with it changes nothing.
+    own = ablate(tiny_llama, task.clean, heads, task.metric, method="mean", reference=task.clean)
+    assert own.metric_ablated == pytest.approx(own.metric_full, abs=1e-5)
+    reference = reference_batch(task)
+    assert reference.shape[0] == 2
+    real = ablate(tiny_llama, task.clean, heads, task.metric, method="mean", reference=reference)
+    assert abs(real.metric_ablated - real.metric_full) > 1e-3
