@@ -31,6 +31,7 @@ KEY_SCORE_MAP = "attn_score_map"
 KEY_SCORE_NAME = "attn_score_name"
 KEY_QUERY = "attn_query"
 KEY_TARGET = "attn_lens_target"
+KEY_TYPES_PATTERN = "attn_types_pattern"
 
 EXAMPLES = {
     "Induction: repeated text": "The quick brown fox jumps over the lazy dog. The quick brown fox jumps over the lazy dog.",
@@ -145,11 +146,19 @@ with types_tab, shown_as_message("Scoring heads"):
         st.caption(
             f"Scores are mean attention weights (0–1) on {scores.n_sequences} sequences of {scores.repeat_length} random "
             f"tokens repeated twice (seed {scores.seed}). Induction: attention from a repeated token to the token after its "
-            "first occurrence. Click a cell to open that head in the Heads tab."
+            "first occurrence. Click a cell to open that head: its pattern on your prompt appears below."
         )
         csv_download(scores.to_frame, "head_scores.csv", "Download all head scores (CSV)")
         probe = {"seed": scores.seed, "n_sequences": scores.n_sequences, "repeat_length": scores.repeat_length}
         keep_run(model, "head_scores", {}, probe, scores, key="attn_scores_keep", seed=scores.seed)
+    # The open head, here too: a click on the map should show its pattern without a trip to the Heads tab.
+    open_layer, open_head = st.session_state[KEY_LAYER], st.session_state[KEY_HEAD]
+    st.markdown(
+        f"**Open head L{open_layer}.H{open_head}** on your prompt "
+        f"({SCORE_TITLES[name].lower()} score {scores.score(name)[open_layer, open_head]:.2f}; "
+        "its query view is in the Heads tab)"
+    )
+    st.plotly_chart(pattern_heatmap(result, open_layer, open_head), key=KEY_TYPES_PATTERN, config={"displaylogo": False})
 
 with lens_tab, shown_as_message("Running the logit lens"):
     target = st.text_input("Follow a target token (optional, one token, e.g. ' Paris')", key=KEY_TARGET)

@@ -81,6 +81,7 @@ def test_attention_page_shows_heads_scores_and_lens():
     assert not app.exception and not app.error
     top = app.dataframe[0].value
     assert top.iloc[0]["score"] > 0.4  # the strongest induction head, from the cached probe
+    assert any("Open head L18.H6" in m.value for m in app.markdown)  # the Head types tab shows the open head too
     app.text_input(key="attn_lens_target").input(" dog").run()
     assert not app.exception and not app.error
 

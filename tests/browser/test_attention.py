@@ -14,11 +14,11 @@ def click_cell(chart, *, column: float, row: float) -> None:
 def test_clicking_a_thumbnail_opens_that_heads_pattern(page, tmp_path):
     page.open("attention")
     tab = page.tab
-    tab.locator(".gtitle", has_text="Head L0.H0").wait_for()
+    tab.get_by_role("tabpanel", name="Heads").locator(".gtitle", has_text="Head L0.H0").wait_for()
     # Thumbnails are laid out column = layer, row = head: click into the one at layer 18, head 6.
     click_cell(tab.locator(".js-plotly-plot").first, column=18.5 / 30, row=6.5 / 9)
     page.wait_idle()
-    tab.locator(".gtitle", has_text="Head L18.H6").wait_for()
+    tab.get_by_role("tabpanel", name="Heads").locator(".gtitle", has_text="Head L18.H6").wait_for()
     assert tab.get_by_label("Layer", exact=True).input_value() == "18"
     assert tab.get_by_label("Head", exact=True).input_value() == "6"
     assert page.screenshot("attention", tmp_path).stat().st_size > 10_000
@@ -32,9 +32,11 @@ def test_head_types_tab_shows_the_score_map(page, tmp_path):
     score_map.wait_for()
     click_cell(score_map, column=6.5 / 9, row=18.5 / 30)  # the cell of head L18.H6
     page.wait_idle()
+    # Its pattern opens right here, under the map (the hidden Heads tab has the same title: take the visible one).
+    page.tab.locator(".gtitle", has_text="Head L18.H6").locator("visible=true").first.wait_for()
     assert page.screenshot("attention-head-types", tmp_path).stat().st_size > 10_000
     page.tab.get_by_role("tab", name="Heads").click()
-    page.tab.locator(".gtitle", has_text="Head L18.H6").wait_for()
+    page.tab.get_by_role("tabpanel", name="Heads").locator(".gtitle", has_text="Head L18.H6").wait_for()
 
 
 def test_logit_lens_tab_follows_a_target_token(page, tmp_path):

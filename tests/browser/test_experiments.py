@@ -6,7 +6,7 @@ from __future__ import annotations
 def test_a_kept_run_shows_up_on_the_experiments_page(page, tmp_path):
     page.open("attention")
     tab = page.tab
-    tab.locator(".gtitle", has_text="Head L0.H0").wait_for()  # the page has finished its first run
+    tab.locator(".gtitle", has_text="Head L0.H0").first.wait_for()  # the page has finished its first run
     page.wait_idle()
     # Each tab has its own "Keep this run" box; tabs whose results are already cached on the server
     # render theirs too (hidden), so always pick the visible one, in the open "Heads" tab.
