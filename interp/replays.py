@@ -114,10 +114,11 @@ def _steering_sweep(model: LoadedModel, record: RunRecord):
 
 
 def _reward(model: LoadedModel, record: RunRecord):
-    from steering.reward import builtin_preferences, split_by_prompt, train_reward_model
+    from steering.reward import preferences_from_inputs, split_by_prompt, train_reward_model
 
-    train, test = split_by_prompt(builtin_preferences())
-    return train_reward_model(model, train, test, seed=record.seed or 0, **record.settings)
+    train, test = split_by_prompt(preferences_from_inputs(record.inputs))
+    data_name = record.inputs.get("data", "built-in")
+    return train_reward_model(model, train, test, seed=record.seed or 0, data_name=data_name, **record.settings)
 
 
 register_replay("attention", _attention)
@@ -150,10 +151,10 @@ register_replay("attribution_comparison", _attribution_comparison)
 def _dpo(model: LoadedModel, record: RunRecord):
     import tempfile
 
-    from steering.reward import builtin_preferences, split_by_prompt
+    from steering.reward import preferences_from_inputs, split_by_prompt
     from steering.rlhf import train_dpo
 
-    train, _ = split_by_prompt(builtin_preferences())
+    train, _ = split_by_prompt(preferences_from_inputs(record.inputs))
     result = train_dpo(model, train, tempfile.mkdtemp(prefix="steerscope-replay-dpo-"), seed=record.seed or 0, **record.settings)
     return Bundle({"log": list(result.log), "steps_done": result.steps_done})
 

@@ -17,12 +17,13 @@ from steering.make import mean_difference
 from steering.reward import (
     RewardModel,
     builtin_preferences,
+    preference_inputs,
     read_preferences,
     reward_attribution,
     split_by_prompt,
     train_reward_model,
 )
-from steering.rlhf import best_of_n, compare, inside_view, load_tuned, partial_dpo, train_dpo
+from steering.rlhf import best_of_n, compare, inside_view, load_tuned, partial_dpo, recommend_steering, train_dpo
 from ui.errors import shown_as_message
 from ui.model import require_model
 from ui.records import keep_run
@@ -31,6 +32,7 @@ from ui.render import md_escape, token_chips
 KEY_DATA = "rlhf_data"
 KEY_UPLOAD = "rlhf_upload"
 KEY_TRAIN = "rlhf_train"
+KEY_LOAD = "rlhf_load"
 KEY_PROMPT = "rlhf_prompt"
 KEY_RESPONSE = "rlhf_response"
 KEY_N = "rlhf_n"
@@ -94,6 +96,7 @@ with reward_tab:
                 )
                 state["reward"] = result.reward_model
                 state["reward_report"] = result
+                state["pairs"] = (source, list(pairs))  # DPO and the comparison use the same preferences
             bar.empty()
     report = state.get("reward_report")
     reward: RewardModel | None = state.get("reward")
@@ -104,15 +107,26 @@ with reward_tab:
         a.metric("Held-out pairwise accuracy", f"{100 * report.test_accuracy:.1f}%")
         b.metric("Training accuracy", f"{100 * report.train_accuracy:.1f}%")
         c.metric("Layer chosen on validation", f"{reward.layer}")
-        folder = reward.save(tempfile.mkdtemp())
         st.download_button(
-            "Download the reward model (card JSON)",
-            data=(folder / "reward_card.json").read_bytes(),
-            file_name="reward_card.json",
+            "Download the reward model (.zip: head as safetensors + JSON card)",
+            data=reward.to_zip_bytes(),
+            file_name="reward_model.zip",
             on_click="ignore",
         )
-        if report.reward_model.card.get("data") == "built-in":  # replayable: the data ships with Steerscope
-            keep_run(model, "reward_model", {}, {}, report, key="rlhf_keep", seed=0)
+        keep_run(model, "reward_model", preference_inputs(*state["pairs"]), {}, report, key="rlhf_keep", seed=0)
+    saved = st.file_uploader("Or load a reward model you downloaded before (.zip)", type=["zip"], key=KEY_LOAD)
+    if saved is not None and state.get("loaded_from") != saved.file_id:
+        with shown_as_message("Loading the reward model"):
+            state["reward"], state["reward_report"] = RewardModel.from_zip_bytes(saved.getvalue(), model), None
+            state["loaded_from"] = saved.file_id
+            reward = state["reward"]
+    if reward is not None and report is None:
+        card, accuracy = reward.card, reward.card.get("test_accuracy")
+        st.caption(
+            f"Loaded reward model: layer {reward.layer}, trained on {md_escape(str(card.get('data', '?')))} data "
+            f"({card.get('pairs_train', '?')} pairs)"
+            + (f", held-out pairwise accuracy {100 * accuracy:.1f}%." if accuracy else ".")
+        )
     if reward is not None:
         st.subheader("Score any reply")
         prompt = st.text_input("Prompt", "Can you help me with my homework?", key=KEY_PROMPT)
@@ -197,7 +211,8 @@ with dpo_tab:
         state["dpo_dir"] = tempfile.mkdtemp(prefix="steerscope-dpo-")  # so a stopped run's adapter can be found
         state["dpo_max_steps"] = steps  # the run's own setting, whatever the slider says later
         with shown_as_message("DPO"), st.spinner("Training (a few seconds per step on a CPU)"):
-            train_pairs, _ = split_by_prompt(builtin_preferences())
+            state["dpo_pairs"] = state.get("pairs", ("built-in", builtin_preferences()))
+            train_pairs, _ = split_by_prompt(state["dpo_pairs"][1])
             state["dpo"] = train_dpo(model, train_pairs, state["dpo_dir"], max_steps=steps, on_log=show)
     if "dpo" not in state and "dpo_dir" in state:
         partial = partial_dpo(state["dpo_dir"])  # Stop interrupted the run: keep what it saved
@@ -234,7 +249,7 @@ with dpo_tab:
         keep_run(
             model,
             "dpo",
-            {"data": "built-in training pairs"},
+            preference_inputs(*state.get("dpo_pairs", ("built-in", builtin_preferences()))),
             dpo_settings,
             Bundle({"log": list(result.log), "steps_done": result.steps_done}),
             key="rlhf_dpo_keep",
@@ -250,22 +265,36 @@ with compare_tab:
     if reward is None:
         st.info("Train the reward model first (first tab).")
     elif st.button("Compare", type="primary", key=KEY_COMPARE):
-        with shown_as_message("The comparison"), st.spinner("Sampling and scoring every method"):
-            pairs_all = builtin_preferences()
+        with shown_as_message("The comparison"):
+            source, pairs_all = state.get("pairs", ("built-in", builtin_preferences()))
             contrast = ContrastPairs(
                 "chosen vs rejected", tuple(p.chosen for p in pairs_all), tuple(p.rejected for p in pairs_all)
             )
             vector = mean_difference(model, contrast, layers=list(range(info.n_layers)), position="mean")
+            # The vector's recommended setting, found the way the comparison judges: same replies, reward, cost.
+            sweep_layers = sorted({max(0, round(info.n_layers * f)) for f in (0.15, 0.3)} & set(vector.layers))
+            bar = st.progress(0.0, text="Finding the steering vector's recommended setting")
+            choice = recommend_steering(
+                model, reward, vector, list(EVAL_PROMPTS), layers=sweep_layers, coefficients=[1.0, 2.0, 3.0],
+                progress=lambda done, total: bar.progress(0.6 * done / total, text=f"Steering sweep: cell {done} of {total}"),
+            )  # fmt: skip
+            bar.progress(0.6, text="Sampling and scoring unsteered, best-of-4, steering and DPO replies")
             tuned = load_tuned(state["dpo"]) if "dpo" in state else None
             rows = compare(
                 model,
                 reward,
                 list(EVAL_PROMPTS),
                 best_of=4,
-                steering_hooks=steering_hooks(model, vector, 3.0, layers=[4]),
-                steering_label="steering vector (layer 4, ×3)",
+                steering_hooks=steering_hooks(model, vector, choice.coefficient, layers=[choice.layer]),
+                steering_label=f"steering vector (layer {choice.layer}, ×{choice.coefficient:g})",
                 tuned=tuned,
             )
+            bar.empty()
+            st.caption(
+                f"Steering setting: the best reward gain among {len(choice.cells)} layer × coefficient cells "
+                + ("with perplexity within 2x of unsteered." if choice.within_limit else "— none stayed within 2x perplexity; "
+                   "this is the least damaging one.")
+            )  # fmt: skip
             table = pd.DataFrame(
                 [
                     dict(
@@ -293,11 +322,12 @@ with compare_tab:
             fig.update_yaxes(title="reward gain over unsteered")
             st.plotly_chart(base_layout(fig, height=360))
             if tuned is not None:
+                _, held_out = split_by_prompt(pairs_all)  # evaluation pairs: DPO never trained on these prompts
                 view = inside_view(
                     model,
                     tuned,
-                    [p.prompt for p in pairs_all[:16]],
-                    [p.chosen for p in pairs_all[:16]],
+                    [p.prompt for p in held_out[:16]],
+                    [p.chosen for p in held_out[:16]],
                     {layer: vector.direction(layer) for layer in vector.layers},
                 )
                 inside = go.Figure()

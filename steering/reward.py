@@ -33,6 +33,7 @@ from interp.tokens import tokenize
 DATA = Path(__file__).resolve().parent / "data" / "preferences.jsonl"
 CANDIDATE_LAYERS = (10, 15, 20, 25)
 MAX_PAIRS = 2000
+MAX_REWARD_ZIP_BYTES = 64 * 1024 * 1024  # a head is d_model floats x 3; anything near this is not one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +47,20 @@ class PreferencePair:
 def builtin_preferences() -> list[PreferencePair]:
     """160 pairs written for Steerscope: 80 prompts, helpful vs unhelpful and polite vs rude."""
     return read_preferences(DATA.name, DATA.read_bytes())
+
+
+def preference_inputs(source: str, pairs: Sequence[PreferencePair]) -> dict:
+    """How a kept run records its preference data: built-in by name, uploaded pairs in full (they are small)."""
+    if source == "built-in":
+        return {"data": "built-in"}
+    return {"data": source, "pairs": [[p.prompt, p.chosen, p.rejected, p.trait] for p in pairs]}
+
+
+def preferences_from_inputs(inputs: dict) -> list[PreferencePair]:
+    """The pairs a kept run used (see :func:`preference_inputs`)."""
+    if inputs.get("pairs") is None:
+        return builtin_preferences()
+    return [PreferencePair(*(str(value) for value in row)) for row in inputs["pairs"]]
 
 
 def read_preferences(name: str, data: bytes) -> list[PreferencePair]:
@@ -217,6 +232,42 @@ class RewardModel:
         if model is not None:
             reward.check_for(model)
         return reward
+
+    def to_zip_bytes(self) -> bytes:
+        """Both files of :meth:`save` in one zip: what the page offers for download."""
+        import io
+        import tempfile
+        import zipfile
+
+        buffer = io.BytesIO()
+        with tempfile.TemporaryDirectory() as folder, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(self.save(folder).iterdir()):
+                archive.write(path, path.name)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_zip_bytes(cls, data: bytes, model: LoadedModel | None = None) -> RewardModel:
+        """A reward model from a zip made by :meth:`to_zip_bytes`. Only its two files are read, by name."""
+        import io
+        import tempfile
+        import zipfile
+
+        names = ("reward_head.safetensors", "reward_card.json")
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                members = {Path(info.filename).name: info for info in archive.infolist() if not info.is_dir()}
+                missing = [name for name in names if name not in members]
+                if missing:
+                    raise InputError(f"The zip has no {', '.join(missing)}; upload the zip the Reward model tab downloads.")
+                if sum(members[name].file_size for name in names) > MAX_REWARD_ZIP_BYTES:
+                    raise InputError("That zip is too large to be a Steerscope reward model (a head is a few kilobytes).")
+                contents = {name: archive.read(members[name]) for name in names}
+        except zipfile.BadZipFile:
+            raise InputError("That file is not a zip; upload the reward model zip the Reward model tab downloads.") from None
+        with tempfile.TemporaryDirectory() as folder:
+            for name, blob in contents.items():  # written under our own names: nothing in the zip picks a path
+                (Path(folder) / name).write_bytes(blob)
+            return cls.load(folder, model)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,8 +29,10 @@ import torch
 from interp.errors import InputError
 from interp.generation import generate_batch
 from interp.loading import LoadedModel, load_model
+from steering.apply import steering_hooks as vector_hooks
 from steering.reward import PreferencePair, RewardModel, response_features
 from steering.scores import perplexity
+from steering.vector import SteeringVector
 
 
 def kl_bound(n: int) -> float:
@@ -262,6 +264,70 @@ class ComparisonRow:
     cost: str  # what it took
 
 
+def _judge(base: LoadedModel, reward: RewardModel, prompts: Sequence[str], samples_by_prompt) -> tuple[float, float]:
+    """Mean reward of the replies, and their perplexity under ``base`` (geometric mean over replies)."""
+    prompts_flat = [p for p, samples in zip(prompts, samples_by_prompt, strict=True) for _ in samples]
+    texts = [g.text for samples in samples_by_prompt for g in samples]
+    ids = [g.token_ids for samples in samples_by_prompt for g in samples]
+    rewards = reward.score(base, prompts_flat, texts)
+    chat_prompts = [base.tokenizer.decode(samples[0].prompt_token_ids) for samples in samples_by_prompt for _ in samples]
+    ppl = perplexity(base, chat_prompts, ids)
+    finite = ppl[np.isfinite(ppl)]
+    return float(rewards.mean()), float(np.exp(np.log(finite).mean())) if len(finite) else math.nan
+
+
+def _reply_options(max_new_tokens: int, seed: int) -> dict:
+    return {"max_new_tokens": max_new_tokens, "temperature": 1.0, "seed": seed, "chat": True}
+
+
+@dataclasses.dataclass(frozen=True)
+class SteeringChoice:
+    """The steering setting the comparison uses: the best reward gain within the fluency limit."""
+
+    layer: int
+    coefficient: float
+    reward_gain: float
+    perplexity_ratio: float
+    within_limit: bool  # False: no cell kept perplexity within the limit; the least damaging best cell was taken
+    cells: tuple[tuple[int, float, float, float], ...]  # (layer, coefficient, reward gain, perplexity ratio)
+
+
+def recommend_steering(
+    base: LoadedModel,
+    reward: RewardModel,
+    vector: SteeringVector,
+    prompts: Sequence[str],
+    *,
+    layers: Sequence[int],
+    coefficients: Sequence[float],
+    n_samples: int = 1,
+    max_new_tokens: int = 30,
+    seed: int = 0,
+    max_perplexity_ratio: float = 2.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> SteeringChoice:
+    """Sweep ``vector`` over layers x coefficients on the comparison's own prompts, judged by the reward model.
+
+    The same replies, seeds and cost measure as :func:`compare`, so the setting it recommends is the
+    one that comparison should use.
+    """
+    options = _reply_options(max_new_tokens, seed)
+    base_reward, base_ppl = _judge(base, reward, prompts, generate_batch(base, list(prompts), n_samples=n_samples, **options))
+    cells = []
+    total = len(layers) * len(coefficients)
+    for layer in layers:
+        for coefficient in coefficients:
+            hooks = vector_hooks(base, vector, float(coefficient), layers=[layer])
+            steered = generate_batch(base, list(prompts), n_samples=n_samples, hooks=hooks, **options)
+            mean_reward, ppl = _judge(base, reward, prompts, steered)
+            cells.append((int(layer), float(coefficient), mean_reward - base_reward, ppl / base_ppl))
+            if progress is not None:
+                progress(len(cells), total)
+    allowed = [c for c in cells if c[3] <= max_perplexity_ratio]
+    best = max(allowed, key=lambda c: c[2]) if allowed else min(cells, key=lambda c: c[3])
+    return SteeringChoice(best[0], best[1], best[2], best[3], bool(allowed), tuple(cells))
+
+
 def compare(
     base: LoadedModel,
     reward: RewardModel,
@@ -276,22 +342,12 @@ def compare(
     seed: int = 0,
 ) -> list[ComparisonRow]:
     """Unsteered vs best-of-N vs steering vs DPO on the same prompts, reward and seeds."""
-    options = {"max_new_tokens": max_new_tokens, "temperature": 1.0, "seed": seed, "chat": True}
+    options = _reply_options(max_new_tokens, seed)
     rows = []
 
     def judged(samples_by_prompt, label, cost):
-        prompts_flat = [p for p, samples in zip(prompts, samples_by_prompt, strict=True) for _ in samples]
-        texts = [g.text for samples in samples_by_prompt for g in samples]
-        ids = [g.token_ids for samples in samples_by_prompt for g in samples]
-        rewards = reward.score(base, prompts_flat, texts)
-        chat_prompts = [base.tokenizer.decode(samples[0].prompt_token_ids) for samples in samples_by_prompt for _ in samples]
-        ppl = perplexity(base, chat_prompts, ids)
-        finite = ppl[np.isfinite(ppl)]
-        rows.append(
-            ComparisonRow(
-                label, float(rewards.mean()), math.nan, float(np.exp(np.log(finite).mean())) if len(finite) else math.nan, cost
-            )
-        )
+        mean_reward, ppl = _judge(base, reward, prompts, samples_by_prompt)
+        rows.append(ComparisonRow(label, mean_reward, math.nan, ppl, cost))
 
     plain = generate_batch(base, list(prompts), n_samples=n_samples, **options)
     judged(plain, "unsteered", "1 sample")

@@ -276,6 +276,28 @@ def test_rlhf_page_trains_a_reward_model_scores_text_and_samples_best_of_n(tiny_
     assert not app.exception and not app.error
     replies = frame_with(app, "reply")
     assert len(replies) == 4 * 2 and replies["reward"].notna().all()
+    app.button(key="rlhf_compare").click().run()
+    assert not app.exception and not app.error
+    methods = list(frame_with(app, "method")["method"])
+    assert methods[:2] == ["unsteered", "best-of-4"] and methods[2].startswith("steering vector (layer ")
+    assert any("best reward gain among 6 layer × coefficient cells" in c.value for c in app.caption)
+
+
+def test_rlhf_page_loads_a_downloaded_reward_model(tiny_llama_dir, tiny_llama):
+    from steering.reward import builtin_preferences, split_by_prompt, train_reward_model
+
+    train, test = split_by_prompt(builtin_preferences())
+    reward = train_reward_model(tiny_llama, train[:30], test[:10], layers=[1], steps=30).reward_model
+    app = open_page(
+        "pages/rlhf.py", model_choice="Other: a folder, a .gguf file or a hub id", model_custom_spec=str(tiny_llama_dir)
+    )
+    app.file_uploader(key="rlhf_load").upload("reward_model.zip", reward.to_zip_bytes()).run()
+    assert not app.exception and not app.error
+    assert any("Loaded reward model: layer 1" in c.value for c in app.caption)
+    assert "Reward" in {m.label for m in app.metric}  # it scores the reply at once
+    app.file_uploader(key="rlhf_load").upload("notes.zip", b"not a zip").run()
+    assert not app.exception
+    assert any("not a zip" in e.value for e in app.error)
 
 
 def test_a_run_kept_on_the_attention_page_is_on_the_experiments_page_and_replays(tmp_path, monkeypatch):

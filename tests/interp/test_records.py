@@ -154,6 +154,14 @@ def test_steering_and_reward_runs_replay(tiny_llama, store):
     assert replay(
         tiny_llama, store.load(store.save(new_record(tiny_llama, "reward_model", {}, reward_settings, reward, seed=0)))
     ).matches
+    # A reward model trained on uploaded pairs keeps them in its inputs, so it replays without the file.
+    from steering.reward import builtin_preferences, preference_inputs
+
+    uploaded = preference_inputs("upload", builtin_preferences()[:40])
+    mine = REPLAYS["reward_model"].run(tiny_llama, new_record(tiny_llama, "reward_model", uploaded, reward_settings, None))
+    assert mine.reward_model.card["data"] == "upload" and mine.reward_model.card["pairs_train"] < 40
+    kept = store.load(store.save(new_record(tiny_llama, "reward_model", uploaded, reward_settings, mine, seed=0)))
+    assert replay(tiny_llama, kept).matches
     # Steering scored by that reward model: the run keeps the reward model, so it replays too.
     scored = {**settings, "scorer": "reward"}
     prompts = {"prompts": ["I love"]}

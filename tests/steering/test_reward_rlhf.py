@@ -17,7 +17,7 @@ from steering.reward import (
     split_by_prompt,
     train_reward_model,
 )
-from steering.rlhf import best_of_n, compare, inside_view, load_tuned, train_dpo
+from steering.rlhf import best_of_n, compare, inside_view, load_tuned, recommend_steering, train_dpo
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,26 @@ def test_reward_model_saves_loads_and_refuses_other_weights(tiny_llama, tiny_gpt
     )
     with pytest.raises(InputError, match="trained on"):
         RewardModel.load(folder, tiny_gpt2)
+    # The page's download and upload: one zip with both files.
+    zipped = RewardModel.from_zip_bytes(tiny_reward.to_zip_bytes(), tiny_llama)
+    assert np.array_equal(
+        zipped.score(tiny_llama, ["Can you help?"] * 2, texts), tiny_reward.score(tiny_llama, ["Can you help?"] * 2, texts)
+    )
+    with pytest.raises(InputError, match="trained on"):
+        RewardModel.from_zip_bytes(tiny_reward.to_zip_bytes(), tiny_gpt2)
+
+
+def test_a_bad_reward_zip_gets_a_clear_message(tiny_llama):
+    import io
+    import zipfile
+
+    with pytest.raises(InputError, match="not a zip"):
+        RewardModel.from_zip_bytes(b"not a zip at all", tiny_llama)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("../../reward_card.json", "{}")  # a path that climbs out is never used as a path
+    with pytest.raises(InputError, match="no reward_head.safetensors"):
+        RewardModel.from_zip_bytes(buffer.getvalue(), tiny_llama)
 
 
 def test_reward_attribution_explains_the_reward_it_computes(tiny_llama, tiny_reward):
@@ -103,6 +123,22 @@ def test_comparison_has_every_method_on_the_same_scale(tiny_llama, tiny_reward):
     )
     assert [r.method for r in rows] == ["unsteered", "best-of-2"] and rows[0].reward_gain == 0.0
     assert all(np.isfinite(r.perplexity_under_base) for r in rows)
+
+
+def test_steering_recommendation_is_swept_on_the_comparisons_own_replies(tiny_llama, tiny_reward):
+    from tests.steering.test_vector import make
+
+    vector = make(tiny_llama, layers=(0, 1))
+    prompts = ["Can you help me?", "Where is the station?"]
+    choice = recommend_steering(
+        tiny_llama, tiny_reward, vector, prompts, layers=[0, 1], coefficients=[0.0, 4.0], max_new_tokens=6
+    )
+    assert len(choice.cells) == 4
+    for _layer, coefficient, gain, ratio in choice.cells:
+        if coefficient == 0.0:  # adding nothing must reproduce the unsteered replies exactly
+            assert gain == 0.0 and ratio == pytest.approx(1.0)
+    allowed = [c for c in choice.cells if c[3] <= 2.0]
+    assert choice.within_limit and (choice.layer, choice.coefficient, choice.reward_gain) == max(allowed, key=lambda c: c[2])[:3]
 
 
 @pytest.mark.parametrize(
