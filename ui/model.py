@@ -8,6 +8,7 @@ run of it goes through :func:`interp.intervene`, which holds the model's lock.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import streamlit as st
 
@@ -46,10 +47,18 @@ def selected_spec() -> str:
     return os.environ.get(ENV_MODEL, "")
 
 
+def _choice_label(choice: str) -> str:
+    """The first choice is the embedded model, unless the app was started on another one."""
+    started_on = os.environ.get(ENV_MODEL, "")
+    if choice == DEFAULT_CHOICE and started_on:
+        return f"{Path(started_on).name or started_on} (from {ENV_MODEL})"
+    return choice
+
+
 def model_sidebar() -> LoadedModel | None:
     """Draw the model picker, load the chosen model (cached), and show what it is."""
     with st.sidebar:
-        st.selectbox("Model", [DEFAULT_CHOICE, OTHER_CHOICE], key=KEY_CHOICE)
+        st.selectbox("Model", [DEFAULT_CHOICE, OTHER_CHOICE], key=KEY_CHOICE, format_func=_choice_label)
         if st.session_state.get(KEY_CHOICE) == OTHER_CHOICE:
             st.text_input(
                 "Folder, .gguf path or hub id",

@@ -60,6 +60,14 @@ def test_home_loads_a_checkpoint_folder_typed_in_the_sidebar(tiny_llama_dir):
     assert card.iloc[0, 1] == tiny_llama_dir.name
 
 
+def test_an_app_started_on_another_model_names_it_in_the_sidebar(tiny_llama_dir, monkeypatch):
+    monkeypatch.setenv("STEERSCOPE_MODEL", str(tiny_llama_dir))
+    app = open_app_with()
+    picker = app.sidebar.selectbox(key="model_choice")
+    assert picker.options[0] == f"{tiny_llama_dir.name} (from STEERSCOPE_MODEL)"
+    assert app.dataframe[1].value.iloc[0, 1] == tiny_llama_dir.name  # and that model is the one loaded
+
+
 def frame_with(app: AppTest, column: str):
     """The first table on the page that has ``column``."""
     return next(frame.value for frame in app.dataframe if column in frame.value.columns)
