@@ -29,7 +29,7 @@ import os
 import tempfile
 import threading
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -491,30 +491,77 @@ def _tex(text: str) -> str:
 
 
 def figure_png(record: RunRecord) -> bytes | None:
-    """A static PNG of the run's main numbers (matplotlib, offline): a heatmap for 2-D results, bars for 1-D."""
+    """A static PNG of the run's main numbers (matplotlib, offline): a heatmap for 2-D results, bars for 1-D.
+
+    A run of several parts (a patching pair, a method comparison, a steering sweep with its vector)
+    gets one panel per part that has numbers to show, up to four.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    array = _main_array(record.result)
-    if array is None:
+    panels = _main_arrays(record.result)[:4]
+    if not panels:
         return None
-    figure, axis = plt.subplots(figsize=(6, 4), dpi=110)
-    if array.ndim == 2:
-        image = axis.imshow(array, aspect="auto", cmap="RdBu_r" if np.nanmin(array) < 0 else "Purples")
-        figure.colorbar(image, ax=axis)
-        axis.set_xlabel("column")
-        axis.set_ylabel("row")
-    else:
-        axis.bar(range(len(array)), array, color="#5b4bdb")
-        axis.set_xlabel("position")
-    axis.set_title(record.kind)
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), dpi=110, squeeze=False)
+    for axis, (title, array, labels, ticks) in zip(axes[0], panels, strict=True):
+        if array.ndim == 2:
+            diverging = bool(np.nanmin(array) < 0)
+            limit = float(np.nanmax(np.abs(array))) or 1.0
+            image = axis.imshow(
+                array, aspect="auto", cmap="RdBu_r" if diverging else "Purples",
+                vmin=-limit if diverging else None, vmax=limit if diverging else None,
+            )  # fmt: skip
+            figure.colorbar(image, ax=axis)
+            axis.set_xlabel(labels[0])
+            axis.set_ylabel(labels[1])
+            if ticks is not None:  # named rows and columns, thinned to stay readable
+                for set_ticks, set_labels, names in ((axis.set_xticks, axis.set_xticklabels, ticks[0]),
+                                                     (axis.set_yticks, axis.set_yticklabels, ticks[1])):  # fmt: skip
+                    step = max(1, len(names) // 12)
+                    set_ticks(range(0, len(names), step))
+                    set_labels([str(n) for n in names[::step]], fontsize=7)
+        else:
+            axis.bar(range(len(array)), array, color="#5b4bdb")
+            axis.set_xlabel(labels[0])
+        axis.set_title(title, fontsize=10)
+    figure.suptitle(record.kind)
     out = io.BytesIO()
     figure.tight_layout()
     figure.savefig(out, format="png")
     plt.close(figure)
     return out.getvalue()
+
+
+Panel = tuple[str, np.ndarray, tuple[str, str], tuple[Sequence, Sequence] | None]  # title, numbers, axis titles, tick names
+
+
+def _main_arrays(result: Any, name: str = "") -> list[Panel]:
+    """A panel for each part of a result that has numbers worth a picture."""
+    if isinstance(result, Bundle):
+        return [panel for key, part in result.parts.items() for panel in _main_arrays(part, f"{name} {key}".strip())]
+    title = name or type(result).__name__
+    cells = getattr(result, "cells", None)
+    if cells and all(hasattr(c, "coefficient") and hasattr(c, "behaviour") for c in cells):  # a steering sweep
+        layers, coefficients = sorted({c.layer for c in cells}), sorted({c.coefficient for c in cells})
+        grid = np.full((len(layers), len(coefficients)), np.nan)
+        for c in cells:
+            grid[layers.index(c.layer), coefficients.index(c.coefficient)] = c.behaviour
+        return [(f"{title}: behaviour", grid, ("coefficient", "layer"), (coefficients, layers))]
+    if hasattr(result, "steered") and hasattr(result, "unsteered"):  # a steering evaluation
+        pair = np.array([result.unsteered.mean_behaviour, result.steered.mean_behaviour])
+        return [(f"{title}: behaviour", pair, ("0 = unsteered, 1 = steered", ""), None)]
+    if isinstance(result, list | tuple) and result and all(hasattr(e, "loss") for e in result):  # a training log
+        return [(f"{title}: loss per step", np.array([e.loss for e in result], dtype=np.float64), ("step", ""), None)]
+    array = _main_array(result)
+    if array is None:
+        return []
+    if array.ndim == 1:
+        return [(title, array, ("position", ""), None)]
+    rows, columns = getattr(result, "row_labels", None), getattr(result, "column_labels", None)
+    named = rows is not None and columns is not None and (len(rows), len(columns)) == array.shape
+    return [(title, array, ("column", "row"), (columns, rows) if named else None)]
 
 
 def _main_array(result: Any) -> np.ndarray | None:

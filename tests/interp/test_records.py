@@ -290,6 +290,37 @@ def test_compare_and_export(tiny_llama, store):
         )
 
 
+def test_reports_draw_runs_made_of_several_parts(tiny_llama):
+    from interp.circuits import attribution_patch
+    from interp.records import figure_png
+    from steering.rlhf import DPOLogEntry
+    from steering.scores import SENTIMENT
+    from steering.sweep import evaluate, sweep
+    from tests.steering.test_vector import make
+
+    task = custom_task(tiny_llama, PROMPT, PROMPT.replace("John gave", "Mary gave"), " Mary", " John")
+    vector = make(tiny_llama, layers=(0, 1))
+    options = {"prompts": ("I love",), "n_samples": 1, "max_new_tokens": 4}
+    runs = {
+        "patching": Bundle(
+            {
+                "activation": patch_sweep(tiny_llama, task.clean, task.corrupted, task.metric, "heads"),
+                "attribution": attribution_patch(tiny_llama, task.clean, task.corrupted, task.metric, "heads"),
+            }
+        ),
+        "steering_sweep": Bundle(
+            {"vector": vector, "sweep": sweep(tiny_llama, vector, SENTIMENT, layers=[0, 1], coefficients=[1.0, 2.0], **options)}
+        ),
+        "steering_evaluation": Bundle(
+            {"vector": vector, "evaluation": evaluate(tiny_llama, vector, 1, 2.0, SENTIMENT, **options)}
+        ),
+        "dpo": Bundle({"log": [DPOLogEntry(1, 0.69, 0.0, 0.5), DPOLogEntry(2, 0.5, 0.3, 1.0)], "steps_done": 2}),
+    }
+    for kind, result in runs.items():
+        png = figure_png(new_record(tiny_llama, kind, {}, {}, result))
+        assert png is not None and png.startswith(b"\x89PNG"), kind
+
+
 def test_record_keeps_versions_model_and_times(tiny_llama, store):
     record = store.load(
         store.save(
