@@ -14,6 +14,7 @@ from ui.render import md_escape
 KEY_KIND = "exp_kind"
 KEY_TEXT = "exp_text"
 KEY_PICK = "exp_pick"
+MAX_PICKED = 12  # a report of a dozen runs is already long; opening each one renders its settings
 KEY_REPLAY = "exp_replay"
 KEY_COMPARE = "exp_compare"
 
@@ -52,11 +53,11 @@ table = pd.DataFrame(
 st.dataframe(table, hide_index=True)
 labels = {r.run_id: f"{r.run_id[:8]} · {r.kind} · {r.note or 'no note'}" for r in records}
 picked = st.multiselect(
-    "Select one run to open, or two of the same kind to compare",
+    "Select one run to open, two of the same kind to compare, or several to export as one report",
     list(labels),
     format_func=labels.get,
     key=KEY_PICK,
-    max_selections=2,
+    max_selections=MAX_PICKED,
 )
 if picked:
     with shown_as_message("Opening the runs"):
@@ -93,8 +94,10 @@ if picked:
                 f"Results: {comparison.numbers_compared:,} numbers compared; "
                 f"largest difference {comparison.max_abs_difference:.3g}; correlation {corr}."
             )
+    if len(opened) > 2:
+        st.caption("Comparing takes exactly two runs; the report below takes them all.")
     st.download_button(
-        "Export a report (Markdown, LaTeX, PNG figures, JSON; zip)",
+        f"Export a report of {len(opened)} run{'s' if len(opened) > 1 else ''} (Markdown, LaTeX, PNG figures, JSON; zip)",
         data=lambda: export_report(opened),
         file_name="steerscope_report.zip",
         mime="application/zip",

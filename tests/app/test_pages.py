@@ -308,6 +308,27 @@ def test_rlhf_page_loads_a_downloaded_reward_model(tiny_llama_dir, tiny_llama):
     assert any("not a zip" in e.value for e in app.error)
 
 
+def test_experiments_page_exports_several_runs_as_one_report(tiny_llama, tmp_path, monkeypatch):
+    from interp.forward import next_token_predictions
+    from interp.records import new_record
+    from ui.records import run_store
+
+    monkeypatch.setenv("STEERSCOPE_DATA", str(tmp_path / "data"))
+    run_store.clear()
+    store = run_store()
+    ids = [
+        store.save(new_record(tiny_llama, "next_token", {"prompt": p}, {}, next_token_predictions(tiny_llama, p)))
+        for p in ("I love", "The store", "When Mary")
+    ]
+    app = open_page("pages/experiments.py")
+    app.multiselect(key="exp_pick").set_value(ids).run()
+    assert not app.exception and not app.error
+    assert any("Comparing takes exactly two runs" in c.value for c in app.caption)
+    labels = [element.proto.label for element in app.get("download_button")]
+    assert "Export a report of 3 runs (Markdown, LaTeX, PNG figures, JSON; zip)" in labels
+    run_store.clear()
+
+
 def test_a_run_kept_on_the_attention_page_is_on_the_experiments_page_and_replays(tmp_path, monkeypatch):
     from ui.records import run_store
 
