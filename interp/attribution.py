@@ -399,9 +399,11 @@ def _run_shap(model: LoadedModel, resolved: ResolvedTarget, evaluator: _Evaluato
         raise InputError("SHAP masks text, which changes the token count; explain this target with a Captum method.")
 
     tokenizer = model.tokenizer
-    # Mask with the baseline token's own text, one mask per token, so SHAP removes tokens exactly
-    # as the Captum methods do (the tokenizer parses the special token back to the same id).
-    masker = shap.maskers.Text(tokenizer, mask_token=tokenizer.decode([evaluator.pad_id]), collapse_mask_token=False)
+    # SHAP's text masker splits the prompt with the model's own tokenizer (its partition tree follows the
+    # text) but hands us token ids, each masked token replaced by the baseline token: SHAP removes tokens
+    # exactly as the Captum methods do, and masked rows keep the prompt's length. (Masking as *text* turned
+    # each masked token into " " + mask, two tokens: rows grew up to 2x and were not the same perturbation.)
+    masker = shap.maskers.Text(tokenizer, mask_token=evaluator.pad_id, collapse_mask_token=False, output_type="token_ids")
     prompt_text = tokenizer.decode(list(resolved.prompt_ids))
     if tokenize_plain(model, prompt_text) != list(resolved.prompt_ids):
         raise InputError(
@@ -409,9 +411,11 @@ def _run_shap(model: LoadedModel, resolved: ResolvedTarget, evaluator: _Evaluato
             "Give the prompt as text, or use a Captum method."
         )
 
-    def predict(texts: Any) -> np.ndarray:
-        rows = [tokenize_plain(model, str(text)) for text in texts]
-        return evaluator.rows(rows)
+    end = len(resolved.prompt_ids) + masker.keep_prefix
+
+    def predict(masked_ids: Any) -> np.ndarray:
+        # The tokenizer's own special tokens (if it adds any) sit outside the prompt: keep the prompt's part.
+        return evaluator.rows([[int(i) for i in row[masker.keep_prefix : end]] for row in masked_ids])
 
     explainer = shap.explainers.Partition(predict, masker)
     explanation = explainer([prompt_text], max_evals=int(options["max_evals"]), batch_size=evaluator.batch_size, silent=True)

@@ -91,6 +91,18 @@ def test_shap_values_add_up_to_the_target(tiny_model, target):
     assert abs(total - result.target_value) <= 1e-4 * max(1.0, abs(result.target_value))
 
 
+def test_shap_masks_tokens_as_the_other_methods_do(tiny_llama):
+    """SHAP's "everything removed" value is the target on the all-baseline prompt of the same length, as in Captum."""
+    result = attribute(tiny_llama, IOI, Target.contrast(" Mary", " John"), "shap", max_evals=60)
+    ids = tokenize(tiny_llama, IOI)
+    masked = [baseline_token_id(tiny_llama)] * len(ids)
+    mary, john = (tiny_llama.tokenizer(t, add_special_tokens=False).input_ids[0] for t in (" Mary", " John"))
+    reference, _ = load_hf_model(tiny_llama.folder)
+    with torch.no_grad():
+        logits = reference(torch.tensor([masked])).logits[0, -1]
+    assert result.base_value == pytest.approx((logits[mary] - logits[john]).item(), abs=1e-4)
+
+
 @pytest.fixture(scope="module")
 def smooth_tiny_llama(tmp_path_factory):
     """A tiny Llama at Hugging Face's own init scale (the 8x-scaled fixture is too sharp for IG to converge)."""
