@@ -522,6 +522,11 @@ class Faithfulness:
     n_evaluations: int
 
 
+def faithfulness_evaluations(n_tokens: int) -> int:
+    """What :func:`faithfulness` costs: a deletion and an insertion curve of n + 1 points each."""
+    return 2 * (n_tokens + 1)
+
+
 def faithfulness(model: LoadedModel, attribution: Attribution, *, batch_size: int = 64) -> Faithfulness:
     """Deletion / insertion curves for ``attribution`` (2(n+1) model evaluations, batched).
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from interp.attribution import DEFAULT_BUDGET, DEFAULT_SETTINGS, METHOD_TITLES, METHODS, Target, estimate_evaluations
+from interp.attribution import (
+    DEFAULT_BUDGET,
+    DEFAULT_SETTINGS,
+    METHOD_TITLES,
+    METHODS,
+    Target,
+    estimate_evaluations,
+    faithfulness_evaluations,
+)
 from interp.attribution_batch import BatchItem, batch_frame, batch_json, driving_tokens, mean_faithfulness, run_attribution_batch
 from interp.errors import SteerscopeError
 from interp.plots.attribution import driving_tokens_bar, faithfulness_curves, method_comparison, normalised
@@ -80,6 +88,8 @@ def cost_table(n_tokens: int, methods: list[str], prompts: int = 1) -> pd.DataFr
             {
                 "method": METHOD_TITLES[m],
                 "model evaluations (estimate)": estimate_evaluations(m, n_tokens, settings[m]) * prompts,
+                # The page checks every result's faithfulness too: that is part of what the user waits for.
+                "+ faithfulness check": faithfulness_evaluations(n_tokens) * prompts,
                 "within budget": "yes" if estimate_evaluations(m, n_tokens, settings[m]) <= budget else "NO: raise the budget",
             }
             for m in methods

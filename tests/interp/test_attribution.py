@@ -14,6 +14,7 @@ from interp.attribution import (
     baseline_token_id,
     estimate_evaluations,
     faithfulness,
+    faithfulness_evaluations,
     rank_agreement,
 )
 from interp.loading import load_hf_model
@@ -185,7 +186,7 @@ def test_faithfulness_curves_start_and_end_where_they_must(first_token_model, fi
     assert curves.deletion[0] == pytest.approx(result.target_value, abs=1e-5)
     assert curves.insertion[-1] == pytest.approx(result.target_value, abs=1e-5)
     assert curves.deletion[-1] == pytest.approx(curves.insertion[0], abs=1e-5)  # everything removed
-    assert curves.n_evaluations == 2 * (n + 1)
+    assert curves.n_evaluations == faithfulness_evaluations(n) == 2 * (n + 1)  # what the page's cost table promises
     # Removing the one decisive token collapses the answer; keeping it alone nearly restores it.
     assert curves.deletion[1] < result.target_value - 2
     assert curves.comprehensiveness > 1 and curves.sufficiency < curves.comprehensiveness
