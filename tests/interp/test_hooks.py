@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from interp import HookError, generate, intervene
+from interp import HookError, generate, intervene, load_model
 from interp.forward import run_logits
 from interp.hooks import count_hooks, resolve_hook_point
 from interp.tokens import as_batch, tokenize
@@ -132,13 +132,21 @@ def test_lock_blocks_other_threads_for_the_whole_run(tiny_llama):
     assert torch.equal(other_result["logits"], baseline)
 
 
-def test_eight_threads_each_get_their_own_steered_output(tiny_llama):
-    """Different vectors at different layers, concurrently, each equal its sequential run."""
+@pytest.fixture(scope="module")
+def eight_layer_llama(tmp_path_factory):
+    from tests.checkpoints import save_tiny_llama
+
+    return load_model(save_tiny_llama(tmp_path_factory.mktemp("eight"), n_layers=8), device="cpu")
+
+
+def test_eight_threads_each_get_their_own_steered_output(eight_layer_llama):
+    """Eight different vectors at eight different layers, concurrently: each run equals its sequential run."""
+    model = eight_layer_llama
     generator = torch.Generator().manual_seed(0)
-    settings = [(f"blocks.{i % 2}.hook_resid_pre", torch.randn(64, generator=generator) * 2) for i in range(8)]
+    settings = [(f"blocks.{i}.hook_resid_pre", torch.randn(64, generator=generator) * 2) for i in range(8)]
 
     def steered_text(name, vector):
-        return generate(tiny_llama, PROMPT, max_new_tokens=12, stop_at_eos=False, hooks={name: _add(vector)}).token_ids
+        return generate(model, PROMPT, max_new_tokens=12, stop_at_eos=False, hooks={name: _add(vector)}).token_ids
 
     sequential = [steered_text(name, vector) for name, vector in settings]
     assert len(set(sequential)) > 1, "vectors too weak to tell the runs apart"
@@ -155,7 +163,7 @@ def test_eight_threads_each_get_their_own_steered_output(tiny_llama):
     for thread in threads:
         thread.join(timeout=120)
     assert concurrent == sequential
-    assert count_hooks(tiny_llama) == 0
+    assert count_hooks(model) == 0
 
 
 def test_generation_hooks_see_absolute_positions(tiny_llama):
