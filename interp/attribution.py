@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from interp.errors import InputError
-from interp.hooks import intervene
+from interp.hooks import HookSite, intervene
 from interp.loading import LoadedModel
 from interp.tokens import check_length, single_token_id, token_labels, tokenize
 
@@ -211,10 +211,11 @@ class _Evaluator:
                     self.unchanged_value = float(value)
                     return
 
-    def equal_length(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def equal_length(self, input_ids: torch.Tensor, *, remember: bool = True) -> torch.Tensor:
         """Target per row for prompt rows of equal length (Captum's calling convention).
 
-        Differentiable: gradient methods call it with grad enabled.
+        Differentiable: gradient methods call it with grad enabled. ``remember=False`` when the ids
+        are not what the model reads (their embeddings are replaced), so no row counts as the prompt.
         """
         rows = input_ids.shape[0]
         suffix = torch.tensor(self.resolved.suffix_ids, dtype=torch.long, device=input_ids.device)
@@ -225,8 +226,30 @@ class _Evaluator:
         else:
             logits = self.model.bridge(full.to(self.model.device), logits_to_keep=self.resolved.positions_needed)
             values = self.resolved.score(logits)
-        self._remember(input_ids.tolist(), values.detach())
+        if remember:
+            self._remember(input_ids.tolist(), values.detach())
         return values
+
+    def token_embeddings(self, ids: Sequence[int]) -> torch.Tensor:
+        """The embedding layer's output for ``ids``: ``[1, len(ids), d_model]`` (constants for Captum)."""
+        with torch.no_grad():
+            return self.model.bridge.embed(torch.tensor([list(ids)], device=self.model.device)).detach()
+
+    def from_token_embeddings(self, token_embeddings: torch.Tensor) -> torch.Tensor:
+        """Target per row when the prompt's token embeddings ``[rows, n, d_model]`` are given.
+
+        Captum's gradient methods perturb embeddings, not ids. They enter the model through the one hook
+        context (the embedding layer's output is replaced at the prompt's positions), so no library
+        registers hooks of its own on the shared model.
+        """
+        rows, n = token_embeddings.shape[:2]
+
+        def replace(activation: torch.Tensor, site: HookSite) -> torch.Tensor:
+            return torch.cat([token_embeddings.to(activation.dtype), activation[:, n:]], dim=1)
+
+        ids = torch.tensor([list(self.resolved.prompt_ids)], dtype=torch.long).expand(rows, -1)
+        with intervene(self.model, {"hook_embed": replace}):
+            return self.equal_length(ids, remember=False)
 
     def rows(self, prompts: Sequence[Sequence[int]]) -> np.ndarray:
         """Target per row for prompts of any lengths: left-padded batches with a mask, no gradients."""
@@ -438,13 +461,14 @@ def _prompt_tensor(resolved: ResolvedTarget, model: LoadedModel) -> torch.Tensor
 
 
 def _run_integrated_gradients(model: LoadedModel, resolved: ResolvedTarget, evaluator: _Evaluator, options: dict[str, Any]):
-    from captum.attr import LayerIntegratedGradients
+    from captum.attr import IntegratedGradients
 
-    inputs = _prompt_tensor(resolved, model)
-    baselines = torch.full_like(inputs, evaluator.pad_id)
-    method = LayerIntegratedGradients(evaluator.equal_length, model.bridge.embed)
+    # From the baseline tokens' embeddings to the prompt's: the same path LayerIntegratedGradients on the
+    # embedding layer takes, without a hook of Captum's on the shared model.
+    inputs = evaluator.token_embeddings(resolved.prompt_ids)
+    baselines = evaluator.token_embeddings([evaluator.pad_id] * len(resolved.prompt_ids))
     with torch.enable_grad():
-        attributions, delta = method.attribute(
+        attributions, delta = IntegratedGradients(evaluator.from_token_embeddings).attribute(
             inputs,
             baselines=baselines,
             n_steps=int(options["n_steps"]),
@@ -479,12 +503,11 @@ def _run_shapley_sampling(model: LoadedModel, resolved: ResolvedTarget, evaluato
 
 
 def _run_gradient_x_input(model: LoadedModel, resolved: ResolvedTarget, evaluator: _Evaluator, options: dict[str, Any]):
-    from captum.attr import LayerGradientXActivation
+    from captum.attr import InputXGradient
 
     with torch.enable_grad():
-        attributions = LayerGradientXActivation(evaluator.equal_length, model.bridge.embed).attribute(
-            _prompt_tensor(resolved, model)
-        )
+        embeddings = evaluator.token_embeddings(resolved.prompt_ids).requires_grad_()
+        attributions = InputXGradient(evaluator.from_token_embeddings).attribute(embeddings)
     return attributions.sum(dim=-1)[0].detach().cpu().numpy(), None, None
 
 

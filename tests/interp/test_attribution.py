@@ -237,6 +237,25 @@ def test_no_hook_remains_after_a_method_or_its_failure(tiny_llama, method):
     assert all_hooks(tiny_llama) == before
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_methods_hook_the_shared_model_only_through_the_hook_context(tiny_llama, method, monkeypatch):
+    """Captum's layer methods would hook the embedding layer themselves; ours go through `intervene`."""
+    import inspect
+
+    attribute(tiny_llama, IOI, None, "gradient_x_input")  # the bridge adds its own internal hooks once
+    callers = []
+    for register in ("register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook"):
+        original = getattr(torch.nn.Module, register)
+
+        def spy(module, *args, _original=original, **kwargs):
+            callers.append(inspect.stack()[1].filename)
+            return _original(module, *args, **kwargs)
+
+        monkeypatch.setattr(torch.nn.Module, register, spy)
+    attribute(tiny_llama, IOI, None, method)
+    assert all(caller.endswith("interp/hooks.py") for caller in callers), sorted(set(callers))
+
+
 def test_unknown_method_and_bad_targets_are_explained(tiny_llama):
     with pytest.raises(InputError, match="Unknown attribution method"):
         attribute(tiny_llama, IOI, None, "lime")
