@@ -91,6 +91,27 @@ def test_missing_hub_model_says_what_was_looked_for(tmp_path, monkeypatch):
     assert "offline" in message and "huggingface-cli download" in message
 
 
+def test_a_hub_id_in_the_local_cache_loads_offline(tmp_path, monkeypatch, tiny_llama_dir):
+    """The Hugging Face cache layout (refs/main -> snapshots/<commit>/), made here from a tiny checkpoint."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--steerscope--tiny-llama"
+    shutil.copytree(tiny_llama_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("STEERSCOPE_ALLOW_DOWNLOAD", raising=False)
+    from_hub, from_folder = load_model("steerscope/tiny-llama", device="cpu"), load_model(tiny_llama_dir, device="cpu")
+    assert from_hub.info.name == "steerscope/tiny-llama" and from_hub.info.weights_sha256 == from_folder.info.weights_sha256
+    ids = torch.tensor([[1, 5, 9, 12]])
+    with torch.inference_mode():
+        assert torch.equal(from_hub.bridge(ids), from_folder.bridge(ids))
+
+
 @pytest.mark.parametrize("spec", ["/no/such/folder", "./missing.gguf", "a/b/c"])
 def test_missing_paths_get_a_clear_error(spec):
     with pytest.raises(ModelLoadError, match="Nothing at|No GGUF file"):
