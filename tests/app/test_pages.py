@@ -291,6 +291,29 @@ def test_rlhf_page_trains_a_reward_model_scores_text_and_samples_best_of_n(tiny_
     assert any("best reward gain among 6 layer × coefficient cells" in c.value for c in app.caption)
 
 
+def test_rlhf_page_runs_dpo_shows_before_and_after_and_keeps_the_run(tiny_llama_dir, tiny_llama, tmp_path, monkeypatch):
+    from interp.records import replay
+    from ui.records import run_store
+
+    monkeypatch.setenv("STEERSCOPE_DATA", str(tmp_path / "data"))
+    run_store.clear()
+    app = open_page(
+        "pages/rlhf.py", model_choice="Other: a folder, a .gguf file or a hub id", model_custom_spec=str(tiny_llama_dir)
+    )
+    app.slider(key="rlhf_steps").set_value(5).run()
+    app.button(key="rlhf_dpo").click().run()
+    assert not app.exception and not app.error
+    assert any(c.value.startswith("5 steps in ") and "LoRA adapter saved" in c.value for c in app.caption)
+    assert len(frame_with(app, "after DPO")) == 4  # before/after replies to the four evaluation prompts
+    app.button(key="rlhf_dpo_keep_save").click().run()
+    assert not app.exception and not app.error
+    (summary,) = run_store().list()
+    record = run_store().load(summary.run_id)
+    run_store.clear()
+    assert record.kind == "dpo" and record.settings["max_steps"] == 5
+    assert replay(tiny_llama, record).matches
+
+
 def test_rlhf_page_loads_a_downloaded_reward_model(tiny_llama_dir, tiny_llama):
     from steering.reward import builtin_preferences, split_by_prompt, train_reward_model
 
