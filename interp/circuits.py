@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -131,6 +132,9 @@ class Metric:
 # Sites
 
 
+COMPONENT_LABEL = re.compile(r"L(?P<layer>\d+)(?:\.H(?P<head>\d+)| (?P<kind>attn_out|mlp_out|resid_pre)(?: @ pos (?P<pos>\d+))?)")
+
+
 @dataclasses.dataclass(frozen=True)
 class Component:
     """A thing to ablate or patch: a head, a layer's attention or MLP output, or a residual position."""
@@ -152,6 +156,17 @@ class Component:
         where = "" if self.index is None else f" @ pos {self.index}"
         return f"L{self.layer} {self.kind}{where}"
 
+    @classmethod
+    def from_label(cls, label: str) -> Component:
+        """The component a :attr:`label` names (``L3.H2``, ``L3 attn_out``, ``L3 resid_pre @ pos 5``)."""
+        match = COMPONENT_LABEL.fullmatch(label.strip())
+        if match is None:
+            raise InputError(f"{label!r} names no component; write L<layer>.H<head>, or L<layer> attn_out / mlp_out / resid_pre.")
+        layer = int(match["layer"])
+        if match["head"] is not None:
+            return cls("head", layer, int(match["head"]))
+        return cls(match["kind"], layer, None if match["pos"] is None else int(match["pos"]))
+
     def select(self, activation: torch.Tensor) -> tuple:
         """Index into an activation ``[rows, pos, ...]`` picking this component (all rows)."""
         if self.kind == "head":
@@ -163,6 +178,12 @@ class Component:
 
 def all_heads(model: LoadedModel) -> list[Component]:
     return [Component("head", layer, head) for layer in range(model.info.n_layers) for head in range(model.info.n_heads)]
+
+
+def ablatable_components(model: LoadedModel) -> list[Component]:
+    """What the Circuits page offers to ablate together: every head, then each layer's attention and MLP output."""
+    layers = range(model.info.n_layers)
+    return all_heads(model) + [Component(kind, layer) for layer in layers for kind in ("attn_out", "mlp_out")]
 
 
 def _sites(model: LoadedModel, kind: str, n_positions: int) -> list[Component]:

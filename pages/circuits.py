@@ -23,6 +23,7 @@ from interp.circuits import (
     ABLATIONS,
     SITE_TITLES,
     Component,
+    ablatable_components,
     ablate,
     attribution_patch,
     circuit_faithfulness,
@@ -199,9 +200,13 @@ if kind == "heads" and KEY_OPEN_HEAD in st.session_state:
         pattern = attention_patterns(model, task.clean[0].tolist())
         st.plotly_chart(pattern_heatmap(pattern, layer, head))
 
-st.subheader("Ablate a set of heads together")
-heads = [f"L{layer}.H{head}" for layer in range(info.n_layers) for head in range(info.n_heads)]
-chosen = st.multiselect("Heads", heads, key=KEY_ABLATE)
+st.subheader("Ablate a set of components together")
+chosen = st.multiselect(
+    "Heads, attention outputs or MLP outputs",
+    [c.label for c in ablatable_components(model)],
+    format_func=lambda label: label.replace(" attn_out", " attention output").replace(" mlp_out", " MLP output"),
+    key=KEY_ABLATE,
+)
 method = st.radio(
     "Replace with",
     ABLATIONS,
@@ -214,21 +219,23 @@ method = st.radio(
     }.get,
 )
 if st.button("Ablate", key=KEY_ABLATE_RUN, disabled=not chosen):
-    components = [Component("head", int(label[1 : label.index(".")]), int(label.split(".H")[1])) for label in chosen]
+    components = [Component.from_label(label) for label in chosen]
+    heads = [c for c in components if c.kind == "head"]
     with shown_as_message("Ablation"):
         options = {"method": method, "reference": reference_batch(task), "corrupted": task.corrupted}
         together = ablate(model, task.clean, components, task.metric, **options)
-        full, kept, none = circuit_faithfulness(model, task.clean, components, task.metric, **options)
         a, b, c = st.columns(3)
         a.metric("Full model", f"{together.metric_full:.3f}")
-        b.metric("These heads ablated", f"{together.metric_ablated:.3f}", f"{together.change:+.3f}", delta_color="off")
-        c.metric("Only these heads kept", f"{kept:.3f}", f"all heads ablated: {none:.3f}", delta_color="off")
-        span = full - none
-        if abs(span) > 1e-9:
-            st.caption(
-                f"Keeping only these heads preserves {100 * (kept - none) / span:.0f}% of the full model's metric "
-                "(faithfulness of the set)."
-            )
+        b.metric("These components ablated", f"{together.metric_ablated:.3f}", f"{together.change:+.3f}", delta_color="off")
+        if heads:  # faithfulness is about heads: keep only the chosen ones, ablate every other head
+            full, kept, none = circuit_faithfulness(model, task.clean, heads, task.metric, **options)
+            c.metric("Only the chosen heads kept", f"{kept:.3f}", f"all heads ablated: {none:.3f}", delta_color="off")
+            span = full - none
+            if abs(span) > 1e-9:
+                st.caption(
+                    f"Keeping only the chosen heads preserves {100 * (kept - none) / span:.0f}% of the full model's metric "
+                    "(faithfulness of the set)."
+                )
 
 if task.metric.kind != "repeated_loss":
     st.subheader("Direct logit attribution")

@@ -179,7 +179,20 @@ def test_circuits_page_finds_the_planted_induction_head():
     app.button(key="circ_ablate_run").click().run()
     assert not app.exception and not app.error
     metrics = {m.label: m.value for m in app.metric}
-    assert float(metrics["These heads ablated"]) > float(metrics["Full model"]) + 2  # loss rises: copying is gone
+    assert float(metrics["These components ablated"]) > float(metrics["Full model"]) + 2  # loss rises: copying is gone
+
+
+def test_circuits_page_ablates_a_layers_attention_output():
+    app = open_page("pages/circuits.py", **PLANTED)
+    app.radio(key="circ_task").set_value("induction").run()
+    picker = app.multiselect(key="circ_ablate")
+    assert "L1 attention output" in picker.options and "L0 MLP output" in picker.options
+    picker.set_value(["L1 attn_out"]).run()
+    app.button(key="circ_ablate_run").click().run()
+    assert not app.exception and not app.error
+    metrics = {m.label: m.value for m in app.metric}
+    assert float(metrics["These components ablated"]) > float(metrics["Full model"]) + 2  # the induction head's layer
+    assert "Only the chosen heads kept" not in metrics  # no heads chosen: no head-faithfulness figure
 
 
 def test_circuits_page_explains_a_custom_pair_that_does_not_line_up():
@@ -216,7 +229,7 @@ def test_circuits_page_measures_with_the_chosen_metric_and_mean_ablates_a_single
     app.button(key="circ_ablate_run").click().run()
     assert not app.exception and not app.error
     metrics = {m.label: m.value for m in app.metric}
-    assert metrics["These heads ablated"] != metrics["Full model"]  # the mean of a real batch, not the prompt's own value
+    assert metrics["These components ablated"] != metrics["Full model"]  # the mean of a real batch, not the prompt's own value
     app.radio(key="circ_task").set_value("induction").run()  # its only metric is the loss: the choice follows the task
     assert not app.exception and app.radio(key="circ_metric").value == "repeated_loss"
 

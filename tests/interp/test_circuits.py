@@ -21,6 +21,7 @@ from interp.circuit_presets import (
 from interp.circuits import (
     Component,
     Metric,
+    ablatable_components,
     ablate,
     ablation_sweep,
     all_heads,
@@ -235,3 +236,21 @@ def test_mean_ablation_of_a_single_pair_uses_a_real_reference_batch(tiny_llama):
     assert reference.shape[0] == 2
     real = ablate(tiny_llama, task.clean, heads, task.metric, method="mean", reference=reference)
     assert abs(real.metric_ablated - real.metric_full) > 1e-3
+
+
+def test_component_labels_name_their_component(planted):
+    offered = ablatable_components(planted)
+    assert len(offered) == 2 * 4 + 2 * 2  # 8 heads, then each layer's attention and MLP output
+    for component in [*offered, Component("resid_pre", 1, 5)]:
+        assert Component.from_label(component.label) == component
+    with pytest.raises(InputError, match="names no component"):
+        Component.from_label("layer 3 head 2")
+
+
+def test_ablating_the_layer_holding_the_induction_head_destroys_copying(planted, planted_task):
+    clean, metric = planted_task.clean, planted_task.metric
+    attention = ablate(planted, clean, [Component.from_label("L1 attn_out")], metric, method="zero")
+    head = ablate(planted, clean, [Component.from_label("L1.H2")], metric, method="zero")
+    # L1.H2 is layer 1's only writing head: zeroing the layer's attention output is zeroing that head.
+    assert attention.metric_ablated == pytest.approx(head.metric_ablated, abs=1e-4)
+    assert attention.metric_ablated > attention.metric_full + 1
