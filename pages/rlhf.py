@@ -266,7 +266,7 @@ with compare_tab:
         st.info("Train the reward model first (first tab).")
     elif st.button("Compare", type="primary", key=KEY_COMPARE):
         with shown_as_message("The comparison"):
-            source, pairs_all = state.get("pairs", ("built-in", builtin_preferences()))
+            _, pairs_all = state.get("pairs", ("built-in", builtin_preferences()))
             contrast = ContrastPairs(
                 "chosen vs rejected", tuple(p.chosen for p in pairs_all), tuple(p.rejected for p in pairs_all)
             )

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from ui.model import OTHER_CHOICE  # the sidebar's own label for 'type a folder, .gguf or hub id'
+
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 
@@ -43,18 +45,18 @@ def open_app_with(**state: str) -> AppTest:
 
 
 def test_home_explains_an_empty_custom_model_choice():
-    app = open_app_with(model_choice="Other: a folder, a .gguf file or a hub id")
+    app = open_app_with(model_choice=OTHER_CHOICE)
     assert any("Type a checkpoint folder" in warning.value for warning in app.warning)
 
 
 def test_home_reports_a_bad_model_path_without_a_traceback():
-    app = open_app_with(model_choice="Other: a folder, a .gguf file or a hub id", model_custom_spec="/no/such/checkpoint")
+    app = open_app_with(model_choice=OTHER_CHOICE, model_custom_spec="/no/such/checkpoint")
     assert any("Nothing at /no/such/checkpoint" in warning.value for warning in app.warning)
     assert any("Nothing at /no/such/checkpoint" in error.value for error in app.sidebar.error)
 
 
 def test_home_loads_a_checkpoint_folder_typed_in_the_sidebar(tiny_llama_dir):
-    app = open_app_with(model_choice="Other: a folder, a .gguf file or a hub id", model_custom_spec=str(tiny_llama_dir))
+    app = open_app_with(model_choice=OTHER_CHOICE, model_custom_spec=str(tiny_llama_dir))
     assert not app.warning
     card = app.dataframe[1].value
     assert card.iloc[0, 1] == tiny_llama_dir.name
@@ -162,8 +164,25 @@ def test_attribution_page_explains_a_bad_upload(name, content, message):
     assert any(message in error.value for error in app.error), [e.value for e in app.error]
 
 
+@pytest.fixture()
+def run_store(tmp_path, monkeypatch):
+    """The app's run store, kept in this test's own folder and emptied before and after it."""
+    from ui.records import run_store as app_run_store
+
+    monkeypatch.setenv("STEERSCOPE_DATA", str(tmp_path / "data"))
+    app_run_store.clear()
+    yield app_run_store
+    app_run_store.clear()
+
+
+@pytest.fixture()
+def tiny(tiny_llama_dir) -> dict[str, str]:
+    """Sidebar state that picks the tiny test checkpoint, like a user typing its folder."""
+    return {"model_choice": OTHER_CHOICE, "model_custom_spec": str(tiny_llama_dir)}
+
+
 PLANTED = {
-    "model_choice": "Other: a folder, a .gguf file or a hub id",
+    "model_choice": OTHER_CHOICE,
     "model_custom_spec": str(ROOT / "interp/toy/induction_model"),
 }
 
@@ -247,15 +266,10 @@ def test_steering_page_builds_a_vector_and_steers_with_the_slider():
     assert any("Perplexity" in label for label in labels)
 
 
-def test_a_steering_sweep_is_kept_with_its_own_settings_and_replays(tiny_llama_dir, tiny_llama, tmp_path, monkeypatch):
+def test_a_steering_sweep_is_kept_with_its_own_settings_and_replays(tiny, tiny_llama, run_store):
     from interp.records import replay
-    from ui.records import run_store
 
-    monkeypatch.setenv("STEERSCOPE_DATA", str(tmp_path / "data"))
-    run_store.clear()
-    app = open_page(
-        "pages/steering.py", model_choice="Other: a folder, a .gguf file or a hub id", model_custom_spec=str(tiny_llama_dir)
-    )
+    app = open_page("pages/steering.py", **tiny)
     app.number_input(key="steer_samples").set_value(1).run()
     app.text_input(key="steer_sweep_coefficients").input("2").run()
     app.button(key="steer_sweep").click().run()
@@ -266,7 +280,6 @@ def test_a_steering_sweep_is_kept_with_its_own_settings_and_replays(tiny_llama_d
     (summary,) = run_store().list()
     record = run_store().load(summary.run_id)
     assert record.kind == "steering_sweep" and record.settings["n_samples"] == 1 and record.settings["coefficients"] == [2.0]
-    run_store.clear()
     assert replay(tiny_llama, record).matches  # the same checkpoint, loaded outside the app
 
 
@@ -283,10 +296,8 @@ def test_steering_page_refuses_a_vector_for_another_model():
     assert any("32 wide" in e.value for e in app.error)
 
 
-def test_rlhf_page_trains_a_reward_model_scores_text_and_samples_best_of_n(tiny_llama_dir):
-    app = open_page(
-        "pages/rlhf.py", model_choice="Other: a folder, a .gguf file or a hub id", model_custom_spec=str(tiny_llama_dir)
-    )
+def test_rlhf_page_trains_a_reward_model_scores_text_and_samples_best_of_n(tiny):
+    app = open_page("pages/rlhf.py", **tiny)
     app.button(key="rlhf_train").click().run()
     assert not app.exception and not app.error
     metrics = {m.label: m.value for m in app.metric}
@@ -304,15 +315,10 @@ def test_rlhf_page_trains_a_reward_model_scores_text_and_samples_best_of_n(tiny_
     assert any("best reward gain among 6 layer × coefficient cells" in c.value for c in app.caption)
 
 
-def test_rlhf_page_runs_dpo_shows_before_and_after_and_keeps_the_run(tiny_llama_dir, tiny_llama, tmp_path, monkeypatch):
+def test_rlhf_page_runs_dpo_shows_before_and_after_and_keeps_the_run(tiny, tiny_llama, run_store):
     from interp.records import replay
-    from ui.records import run_store
 
-    monkeypatch.setenv("STEERSCOPE_DATA", str(tmp_path / "data"))
-    run_store.clear()
-    app = open_page(
-        "pages/rlhf.py", model_choice="Other: a folder, a .gguf file or a hub id", model_custom_spec=str(tiny_llama_dir)
-    )
+    app = open_page("pages/rlhf.py", **tiny)
     app.slider(key="rlhf_steps").set_value(5).run()
     app.button(key="rlhf_dpo").click().run()
     assert not app.exception and not app.error
@@ -322,19 +328,16 @@ def test_rlhf_page_runs_dpo_shows_before_and_after_and_keeps_the_run(tiny_llama_
     assert not app.exception and not app.error
     (summary,) = run_store().list()
     record = run_store().load(summary.run_id)
-    run_store.clear()
     assert record.kind == "dpo" and record.settings["max_steps"] == 5
     assert replay(tiny_llama, record).matches
 
 
-def test_rlhf_page_loads_a_downloaded_reward_model(tiny_llama_dir, tiny_llama):
+def test_rlhf_page_loads_a_downloaded_reward_model(tiny, tiny_llama):
     from steering.reward import builtin_preferences, split_by_prompt, train_reward_model
 
     train, test = split_by_prompt(builtin_preferences())
     reward = train_reward_model(tiny_llama, train[:30], test[:10], layers=[1], steps=30).reward_model
-    app = open_page(
-        "pages/rlhf.py", model_choice="Other: a folder, a .gguf file or a hub id", model_custom_spec=str(tiny_llama_dir)
-    )
+    app = open_page("pages/rlhf.py", **tiny)
     app.file_uploader(key="rlhf_load").upload("reward_model.zip", reward.to_zip_bytes()).run()
     assert not app.exception and not app.error
     assert any("Loaded reward model: layer 1" in c.value for c in app.caption)
@@ -344,13 +347,10 @@ def test_rlhf_page_loads_a_downloaded_reward_model(tiny_llama_dir, tiny_llama):
     assert any("not a zip" in e.value for e in app.error)
 
 
-def test_experiments_page_exports_several_runs_as_one_report(tiny_llama, tmp_path, monkeypatch):
+def test_experiments_page_exports_several_runs_as_one_report(tiny_llama, run_store):
     from interp.forward import next_token_predictions
     from interp.records import new_record
-    from ui.records import run_store
 
-    monkeypatch.setenv("STEERSCOPE_DATA", str(tmp_path / "data"))
-    run_store.clear()
     store = run_store()
     ids = [
         store.save(new_record(tiny_llama, "next_token", {"prompt": p}, {}, next_token_predictions(tiny_llama, p)))
@@ -362,14 +362,10 @@ def test_experiments_page_exports_several_runs_as_one_report(tiny_llama, tmp_pat
     assert any("Comparing takes exactly two runs" in c.value for c in app.caption)
     labels = [element.proto.label for element in app.get("download_button")]
     assert "Export a report of 3 runs (Markdown, LaTeX, PNG figures, JSON; zip)" in labels
-    run_store.clear()
 
 
-def test_a_run_kept_on_the_attention_page_is_on_the_experiments_page_and_replays(tmp_path, monkeypatch):
-    from ui.records import run_store
+def test_a_run_kept_on_the_attention_page_is_on_the_experiments_page_and_replays(run_store):
 
-    monkeypatch.setenv("STEERSCOPE_DATA", str(tmp_path / "data"))
-    run_store.clear()
     app = open_page("pages/attention.py")
     app.text_input(key="attn_keep_note").input("induction check").run()
     app.button(key="attn_keep_save").click().run()
@@ -384,4 +380,3 @@ def test_a_run_kept_on_the_attention_page_is_on_the_experiments_page_and_replays
     replay_button.click().run()
     assert not app.exception and not app.error
     assert any("Same results (bitwise)" in s.value for s in app.success)
-    run_store.clear()
