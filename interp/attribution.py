@@ -47,7 +47,7 @@ import torch
 from interp.errors import InputError
 from interp.hooks import HookSite, intervene
 from interp.loading import LoadedModel
-from interp.tokens import check_length, single_token_id, token_labels, tokenize
+from interp.tokens import baseline_token_id, check_length, pad_rows, single_token_id, token_labels, tokenize
 
 METHODS = ("shap", "integrated_gradients", "feature_ablation", "shapley_sampling", "gradient_x_input")
 METHOD_TITLES = {
@@ -174,15 +174,6 @@ def _resolve(model: LoadedModel, prompt: str | Sequence[int], target: Target) ->
     return ResolvedTarget(target.describe(), tuple(prompt_ids), (), token_id, None, "next_token")
 
 
-def baseline_token_id(model: LoadedModel) -> int:
-    """The token that stands in for a removed token in every method."""
-    tokenizer = model.tokenizer
-    for candidate in (tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.eos_token_id):
-        if candidate is not None:
-            return int(candidate)
-    raise InputError(f"{model.info.name}'s tokenizer has no pad, unknown or end token to use as a baseline.")
-
-
 # ---------------------------------------------------------------------------------------------
 # Batched evaluation
 
@@ -266,14 +257,10 @@ class _Evaluator:
                 self.evaluations += len(chunk)
                 continue
             full = [list(p) + list(self.resolved.suffix_ids) for p in chunk]
-            width = max(len(f) for f in full)
-            batch = torch.full((len(full), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(full), width), dtype=torch.long)
-            for i, row in enumerate(full):
-                # Left padding puts every row's last tokens in the same columns, so one
-                # logits_to_keep serves the whole batch; the bridge derives positions from the mask.
-                batch[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-                mask[i, width - len(row) :] = 1
+            # Left padding puts every row's last tokens in the same columns, so one
+            # logits_to_keep serves the whole batch; the bridge derives positions from the mask.
+            padded = pad_rows(full, self.pad_id, side="left")
+            batch, mask = padded.tokens, padded.mask
             with torch.inference_mode():
                 logits = self.model.bridge(
                     batch.to(self.model.device),

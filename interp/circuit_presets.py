@@ -18,7 +18,7 @@ import torch
 from interp.circuits import Metric
 from interp.errors import InputError
 from interp.loading import LoadedModel
-from interp.tokens import single_token_id, token_labels, tokenize
+from interp.tokens import baseline_token_id, pad_rows, single_token_id, token_labels, tokenize
 
 PRESETS = ("induction", "ioi", "factual")
 PRESET_TITLES = {
@@ -132,12 +132,9 @@ def custom_task(model: LoadedModel, clean_text: str, corrupted_text: str, answer
 
 def align(model: LoadedModel, clean_text: str, corrupted_text: str) -> tuple[list[int], list[int]]:
     """Pad the shorter prompt's token ids at the start with the pad token, so the two line up at the end."""
-    from interp.attribution import baseline_token_id
-
-    clean_ids, corrupt_ids = tokenize(model, clean_text), tokenize(model, corrupted_text)
-    width = max(len(clean_ids), len(corrupt_ids))
-    pad = baseline_token_id(model)
-    return [pad] * (width - len(clean_ids)) + clean_ids, [pad] * (width - len(corrupt_ids)) + corrupt_ids
+    padded = pad_rows([tokenize(model, clean_text), tokenize(model, corrupted_text)], baseline_token_id(model), side="left")
+    clean_ids, corrupt_ids = padded.tokens.tolist()
+    return clean_ids, corrupt_ids
 
 
 def aligned_task(model: LoadedModel, clean_text: str, corrupted_text: str, answer: str, wrong: str) -> PatchingTask:

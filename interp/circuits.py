@@ -37,7 +37,7 @@ import torch
 from interp.errors import InputError
 from interp.hooks import HookSite, intervene
 from interp.loading import LoadedModel
-from interp.recording import record
+from interp.activations import record
 
 SITE_KINDS = ("heads", "resid_pre", "attn_out", "mlp_out")
 SITE_TITLES = {

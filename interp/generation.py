@@ -22,7 +22,7 @@ from transformers import DynamicCache
 from interp.errors import InputError
 from interp.hooks import HookSpec, intervene
 from interp.loading import LoadedModel
-from interp.tokens import check_length, tokenize
+from interp.tokens import baseline_token_id, check_length, pad_rows, tokenize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,15 +149,8 @@ def generate_batch(
     for ids in encoded:
         check_length(model, len(ids) + max_new_tokens, what="A prompt plus the tokens to generate")
     rows = [ids for ids in encoded for _ in range(n_samples)]
-    width = max(len(ids) for ids in rows)
-    from interp.attribution import baseline_token_id
-
-    pad = baseline_token_id(model)
-    tokens = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, ids in enumerate(rows):
-        tokens[i, width - len(ids) :] = torch.tensor(ids)
-        mask[i, width - len(ids) :] = 1
+    padded = pad_rows(rows, baseline_token_id(model), side="left")
+    tokens, mask = padded.tokens, padded.mask
     generators = []
     for i in range(len(rows) if settings.temperature > 0 else 0):
         generator = torch.Generator(device=model.device)

@@ -11,12 +11,14 @@ approximately true (the tuned lens, Belrose et al. 2023, learns a per-layer corr
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from interp.loading import LoadedModel
-from interp.recording import decode_residual, record
+from interp.runs.spec import Progress, RunSpec, check_count
+from interp.activations import decode_residual, record
 from interp.tokens import as_batch, check_length, single_token_id, token_label, token_labels, tokenize
 
 
@@ -99,3 +101,22 @@ def logit_lens(
         target_probs=target_probs,
         target_ranks=target_ranks,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class LogitLensRun(RunSpec):
+    """The logit lens on one prompt, optionally following one target token."""
+
+    kind: ClassVar[str] = "logit_lens"
+    title: ClassVar[str] = "Logit lens"
+
+    prompt: str
+    target: str | None = None
+    k: int = 5
+    max_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        check_count("number of top tokens per cell", self.k, high=50)
+
+    def run(self, model: LoadedModel, progress: Progress | None = None) -> LensResult:
+        return logit_lens(model, self.prompt, self.target or None, k=self.k, max_tokens=self.max_tokens)

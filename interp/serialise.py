@@ -1,10 +1,11 @@
 """Results to JSON and safetensors and back, without pickle.
 
-Every result in Steerscope is a dataclass of numbers, strings, tuples, dicts, numpy arrays and
+Every run spec and result in Steerscope is a dataclass of numbers, strings, tuples, dicts, numpy arrays and
 torch tensors. :func:`to_json` walks one and returns a JSON document plus a dict of arrays (saved
 as safetensors); :func:`from_json` rebuilds it. Types are recorded by name and rebuilt only if
-they are dataclasses defined in Steerscope's own packages — a record cannot make us import or run
-anything else.
+they are dataclasses defined in a package declared as a run package (the core and the
+``steerscope.runs`` entry points, see :mod:`interp.runs.registry`) — a record cannot make us import
+or run anything else.
 """
 
 from __future__ import annotations
@@ -19,9 +20,6 @@ import numpy as np
 import torch
 
 from interp.errors import InputError
-
-ALLOWED_PACKAGES = ("interp.", "steering.")
-
 
 def to_json(value: Any) -> tuple[dict, dict[str, torch.Tensor]]:
     """A JSON-able document and the arrays it refers to (``{"__array__": key}``)."""
@@ -104,8 +102,10 @@ def _hashable(value: Any) -> Any:
 
 
 def _allowed_type(name: str) -> type:
+    from interp.runs.registry import is_trusted_module
+
     module_name, _, qualname = name.rpartition(".")
-    if not module_name.startswith(ALLOWED_PACKAGES):
+    if not is_trusted_module(module_name):
         raise InputError(f"The record names type {name}, which is not a Steerscope result; it was not loaded.")
     try:
         cls = getattr(importlib.import_module(module_name), qualname)

@@ -7,9 +7,10 @@ logit differ from the model's real behaviour. If the tokenizer adds BOS itself, 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -110,3 +111,49 @@ def single_token_id(model: LoadedModel, text: str) -> int:
             "(often with a leading space, like ' Paris')."
         )
     return ids[0]
+
+
+def baseline_token_id(model: LoadedModel) -> int:
+    """The token that pads rows and stands in for a removed token (attribution baselines, alignment)."""
+    tokenizer = model.tokenizer
+    for candidate in (tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    raise InputError(f"{model.info.name}'s tokenizer has no pad, unknown or end token to use as a baseline.")
+
+
+@dataclasses.dataclass(frozen=True)
+class PaddedRows:
+    """Token rows of different lengths in one rectangle.
+
+    ``tokens`` is ``[batch, width]``; ``mask`` is 1 where a real token stands. Left padding puts every
+    row's *last* tokens in the same columns (generation, last-position readouts); right padding keeps
+    real positions at their own indices, so a causal model's activations there are unaffected.
+    """
+
+    tokens: torch.Tensor  # (batch, width) long
+    mask: torch.Tensor  # (batch, width) long, 1 = real token
+    side: Literal["left", "right"]
+
+    @property
+    def lengths(self) -> torch.Tensor:  # (batch,)
+        return self.mask.sum(dim=1)
+
+    @property
+    def last_positions(self) -> torch.Tensor:  # (batch,) index of each row's last real token
+        width = self.tokens.shape[1]
+        return torch.full_like(self.lengths, width - 1) if self.side == "left" else self.lengths - 1
+
+
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, *, side: Literal["left", "right"] = "right") -> PaddedRows:
+    """Stack token rows into one tensor, padding with ``pad_id`` on the given side."""
+    if not rows:
+        raise InputError("There are no token rows to batch.")
+    width = max(len(row) for row in rows)
+    tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if side == "left" else slice(0, len(row))
+        tokens[i, span] = torch.tensor(list(row), dtype=torch.long)
+        mask[i, span] = 1
+    return PaddedRows(tokens, mask, side)

@@ -17,7 +17,7 @@ from interp.plots.attention import (
 )
 from ui.cached import DISPLAY_LIMIT, cached_attention, cached_head_scores, cached_lens
 from ui.errors import shown_as_message
-from ui.exports import csv_download, figure_downloads
+from ui.downloads import csv_download, figure_downloads
 from ui.model import require_model
 from ui.records import keep_run
 from ui.render import md_escape, token_chips

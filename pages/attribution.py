@@ -22,7 +22,7 @@ from interp.records import Bundle
 from interp.tokens import tokenize
 from ui.cached import cached_attribution
 from ui.errors import shown_as_message
-from ui.exports import csv_download, json_download
+from ui.downloads import csv_download, json_download
 from ui.model import require_model
 from ui.records import keep_run
 from ui.render import md_escape, token_chips

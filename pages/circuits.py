@@ -36,7 +36,7 @@ from interp.plots.circuits import dla_bar, patching_agreement, patching_heatmap
 from interp.records import Bundle
 from interp.toy import induction as toy
 from ui.errors import shown_as_message
-from ui.exports import csv_download
+from ui.downloads import csv_download
 from ui.model import KEY_CHOICE, KEY_CUSTOM, OTHER_CHOICE, require_model
 from ui.records import keep_run
 from ui.render import md_escape

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from interp.errors import SteerscopeError
-from interp.exports import to_csv_bytes
+from interp.spreadsheet import to_csv_bytes
 from interp.prompt_files import read_prompt_file
 from interp.records import Bundle
 from interp.tokens import tokenize

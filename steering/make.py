@@ -19,8 +19,8 @@ import torch
 
 from interp.errors import InputError
 from interp.loading import LoadedModel
-from interp.recording import record
-from interp.tokens import tokenize
+from interp.activations import record
+from interp.tokens import baseline_token_id, pad_rows, tokenize
 from steering.datasets import ContrastPairs
 from steering.vector import SteeringVector
 
@@ -50,18 +50,12 @@ def text_activations(
     if position not in POSITIONS:
         raise InputError(f"Unknown position {position!r}; choose 'last' or 'mean'.")
     names = [f"blocks.{layer}.hook_{hook_point}" for layer in layers]
-    from interp.attribution import baseline_token_id
-
     pad = baseline_token_id(model)
     out = []
     for start in range(0, len(texts), batch_size):
         encoded = [tokenize(model, text) for text in texts[start : start + batch_size]]
-        width = max(len(ids) for ids in encoded)
-        tokens = torch.full((len(encoded), width), pad, dtype=torch.long)
-        real = torch.zeros((len(encoded), width), dtype=torch.bool)
-        for i, ids in enumerate(encoded):
-            tokens[i, : len(ids)] = torch.tensor(ids)  # right padding: real positions are unaffected
-            real[i, : len(ids)] = True
+        padded = pad_rows(encoded, pad, side="right")  # right padding: real positions are unaffected
+        tokens, real = padded.tokens, padded.mask.bool()
         acts = record(model, tokens, names).stack(names).float().cpu()  # [layer, batch, pos, d]
         if position == "last":
             last = real.sum(dim=1) - 1
@@ -93,12 +87,8 @@ def actadd(
 ) -> SteeringVector:
     """ActAdd from one prompt pair: the pair's activation difference, averaged over its positions."""
     layers = _check_layers(model, layers)
-    from interp.attribution import baseline_token_id
-
-    a, b = tokenize(model, positive), tokenize(model, negative)
-    width = max(len(a), len(b))
-    pad = baseline_token_id(model)
-    tokens = torch.tensor([a + [pad] * (width - len(a)), b + [pad] * (width - len(b))])  # padded as in the paper
+    padded = pad_rows([tokenize(model, positive), tokenize(model, negative)], baseline_token_id(model))  # as in the paper
+    tokens = padded.tokens
     names = [f"blocks.{layer}.hook_{hook_point}" for layer in layers]
     acts = record(model, tokens, names).stack(names).float().cpu()  # [layer, 2, pos, d]
     directions = (acts[:, 0] - acts[:, 1]).mean(dim=1)

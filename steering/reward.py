@@ -27,8 +27,8 @@ import torch
 
 from interp.errors import InputError
 from interp.loading import LoadedModel
-from interp.recording import record
-from interp.tokens import tokenize
+from interp.activations import record
+from interp.tokens import baseline_token_id, pad_rows, tokenize
 
 DATA = Path(__file__).resolve().parent / "data" / "preferences.jsonl"
 CANDIDATE_LAYERS = (10, 15, 20, 25)
@@ -138,8 +138,6 @@ def response_features(
     model: LoadedModel, prompts: Sequence[str], responses: Sequence[str], layers: Sequence[int], *, batch_size: int = 16
 ) -> torch.Tensor:
     """Mean residual stream (``resid_post``) over each response's tokens: ``[n, len(layers), d_model]``."""
-    from interp.attribution import baseline_token_id
-
     pad = baseline_token_id(model)
     names = [f"blocks.{layer}.hook_resid_post" for layer in layers]
     out = []
@@ -148,12 +146,10 @@ def response_features(
             _conversation_ids(model, p, r)
             for p, r in zip(prompts[start : start + batch_size], responses[start : start + batch_size], strict=True)
         ]
-        width = max(len(ids) for ids, _ in encoded)
-        tokens = torch.full((len(encoded), width), pad, dtype=torch.long)
-        weights = torch.zeros((len(encoded), width))
+        tokens = pad_rows([ids for ids, _ in encoded], pad, side="right").tokens  # real positions are unaffected
+        weights = torch.zeros(tokens.shape)
         for i, (ids, begin) in enumerate(encoded):
-            tokens[i, : len(ids)] = torch.tensor(ids)  # right padding: real positions are unaffected
-            weights[i, begin : len(ids)] = 1.0
+            weights[i, begin : len(ids)] = 1.0  # the response's tokens only
         acts = record(model, tokens, names).stack(names).float().cpu()  # [layer, batch, pos, d]
         pooled = (acts * weights[None, :, :, None]).sum(dim=2) / weights.sum(dim=1)[None, :, None]
         out.append(pooled.transpose(0, 1))

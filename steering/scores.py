@@ -20,7 +20,7 @@ import torch
 
 from interp.hooks import intervene
 from interp.loading import LoadedModel
-from interp.tokens import tokenize
+from interp.tokens import baseline_token_id, pad_rows, tokenize
 
 _WEDDING_TEXT = (
     "wedding weddings wed wedded marry married marriage marriages bride brides bridal groom grooms bridesmaid "
@@ -86,17 +86,12 @@ def perplexity(
     Call it outside any steering block: the point is how the unsteered model judges the text.
     Continuations with no tokens get NaN.
     """
-    from interp.attribution import baseline_token_id
-
     pad = baseline_token_id(model)
     values = np.full(len(prompts), np.nan)
     jobs = [(i, tokenize(model, p), list(c)) for i, (p, c) in enumerate(zip(prompts, continuations, strict=True)) if len(c) > 0]
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
-        width = max(len(p) + len(c) for _, p, c in chunk)
-        tokens = torch.full((len(chunk), width), pad, dtype=torch.long)
-        for row, (_, prompt, continuation) in enumerate(chunk):
-            tokens[row, : len(prompt) + len(continuation)] = torch.tensor(prompt + continuation)
+        tokens = pad_rows([prompt + continuation for _, prompt, continuation in chunk], pad, side="right").tokens
         with intervene(model), torch.inference_mode():
             log_probs = torch.log_softmax(model.bridge(tokens.to(model.device)).float(), dim=-1).cpu()
         for row, (index, prompt, continuation) in enumerate(chunk):

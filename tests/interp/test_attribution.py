@@ -11,14 +11,13 @@ from interp.attribution import (
     METHODS,
     Target,
     attribute,
-    baseline_token_id,
     estimate_evaluations,
     faithfulness,
     faithfulness_evaluations,
     rank_agreement,
 )
 from interp.loading import load_hf_model
-from interp.tokens import tokenize
+from interp.tokens import baseline_token_id, tokenize
 from tests.checkpoints import FIRST_TOKEN_LENGTH, save_tiny_llama, save_trained_first_token_llama
 
 IOI = "When Mary and John went to the store, John gave a drink to"

@@ -44,7 +44,7 @@ def test_stopping_keeps_the_rows_already_done(tiny_llama):
 
 
 def test_exports_are_spreadsheet_safe_and_complete(tiny_llama):
-    from interp.exports import to_csv_bytes
+    from interp.spreadsheet import to_csv_bytes
 
     items = run_attribution_batch(tiny_llama, read_prompt_file("p.csv", CSV), ["feature_ablation"]).items
     frame = batch_frame(items)

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from interp.exports import to_csv_bytes
+from interp.spreadsheet import to_csv_bytes
 
 
 def csv_download(make_frame: Callable[[], pd.DataFrame], file_name: str, label: str) -> None:

@@ -1,0 +1,17 @@
+"""Runs as values: the spec base class, the registry of run kinds, and shared setting checks."""
+
+from interp.runs.registry import run_kinds, run_packages, spec_class
+from interp.runs.spec import Bundle, Progress, RunSpec, StopCheck, check_choice, check_count, check_finite
+
+__all__ = [
+    "Bundle",
+    "Progress",
+    "RunSpec",
+    "StopCheck",
+    "check_choice",
+    "check_count",
+    "check_finite",
+    "run_kinds",
+    "run_packages",
+    "spec_class",
+]

@@ -1,0 +1,122 @@
+"""A run is a value: one frozen dataclass per kind of run holds exactly its settings.
+
+A spec is what a page builds from its widgets, what "Keep this run" stores (with the result), what a
+replay runs again, and what the engine, the server and batch workers receive. Each kind of run is one
+subclass with a class-level ``kind`` (its stable name in records) and a ``run(model, progress)`` that
+returns the run's result dataclass. Defining the class registers it (see :mod:`interp.runs.registry`);
+nothing else needs to learn its name.
+
+Specs validate themselves in ``__post_init__`` with the messages a user sees, so a bad setting fails
+the same way from a page, the CLI, Python or a replayed record.
+
+Example:
+    >>> spec = AttentionRun(prompt="When Mary and John went to the store")
+    >>> result = spec.run(model)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from interp.errors import InputError
+from interp.loading import LoadedModel
+
+Progress = Callable[[float, str], None]  # (fraction done in 0..1, what is happening now)
+StopCheck = Callable[[], bool]  # True when the user asked to stop
+
+
+@dataclasses.dataclass(frozen=True)
+class Bundle:
+    """Several named results kept as one (e.g. activation and attribution patching of the same pair)."""
+
+    parts: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """Base class of every kind of run. Subclasses are frozen dataclasses that set ``kind``."""
+
+    kind: ClassVar[str] = ""  # the record's name for this kind; set once, never renamed
+    title: ClassVar[str] = ""  # what a person calls it ("Steering sweep")
+    tolerance: ClassVar[float] = 0.0  # how closely a replay must agree; 0 = bitwise
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("kind"):
+            from interp.runs.registry import register
+
+            register(cls)
+
+    def run(self, model: LoadedModel, progress: Progress | None = None) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not say how it runs.")
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """The default of setting ``name``, so a widget starts where the spec does (defaults live here only)."""
+        for field in dataclasses.fields(cls):
+            if field.name == name:
+                if field.default is not dataclasses.MISSING:
+                    return field.default
+                if field.default_factory is not dataclasses.MISSING:
+                    return field.default_factory()
+                raise KeyError(f"{cls.__name__}.{name} has no default")
+        raise KeyError(f"{cls.__name__} has no setting {name!r}")
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as plain values for tables, search and MLflow params (large values summarised)."""
+        return {field.name: _plain(getattr(self, field.name)) for field in dataclasses.fields(self)}
+
+    def digest(self) -> str:
+        """A short hash of every setting (arrays included): equal specs give equal digests (cache keys)."""
+        from interp.serialise import dumps
+
+        text, blob = dumps(self)
+        return hashlib.sha256(text.encode() + b"\0" + blob).hexdigest()[:20]
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, tuple | list):
+        if len(value) <= 12 and all(v is None or isinstance(v, bool | int | float | str) for v in value):
+            return list(value)
+        return f"{len(value)} items"
+    if dataclasses.is_dataclass(value):
+        describe = getattr(value, "describe", None) or getattr(value, "title", None)
+        text = describe() if callable(describe) else describe
+        return f"{type(value).__name__}: {text}" if isinstance(text, str) else type(value).__name__
+    if isinstance(value, dict):
+        return f"{len(value)} entries"
+    return type(value).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks every spec uses: one wording for the same mistake everywhere.
+
+
+def check_finite(name: str, value: float, *, low: float | None = None, high: float | None = None) -> None:
+    """A number that must be finite (and in ``[low, high]`` where given)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InputError(f"The {name} must be a finite number (got {value!r}).")
+    if low is not None and value < low:
+        raise InputError(f"The {name} must be at least {low:g} (got {value:g}).")
+    if high is not None and value > high:
+        raise InputError(f"The {name} must be at most {high:g} (got {value:g}).")
+
+
+def check_count(name: str, value: int, *, low: int = 1, high: int | None = None) -> None:
+    """A whole number of things (samples, steps, tokens) in ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"The {name} must be a whole number (got {value!r}).")
+    if value < low or (high is not None and value > high):
+        span = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise InputError(f"The {name} must be {span} (got {value}).")
+
+
+def check_choice(name: str, value: Any, choices: tuple | list | dict) -> None:
+    if value not in choices:
+        raise InputError(f"Unknown {name} {value!r}; choose one of: {', '.join(map(str, choices))}.")
