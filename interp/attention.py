@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from interp.loading import LoadedModel
-from interp.runs.spec import Progress, RunSpec, check_count
+from interp.runs.spec import Progress, RunSpec, check_count, default_of
 from interp.activations import record
 from interp.tokens import as_batch, check_length, token_labels, tokenize
 
@@ -200,9 +200,10 @@ class AttentionRun(RunSpec):
 
     kind: ClassVar[str] = "attention"
     title: ClassVar[str] = "Attention patterns"
+    mirrors = (attention_patterns,)
 
     prompt: str
-    max_tokens: int | None = None  # a display limit; the model's context is always enforced
+    max_tokens: int | None = default_of(attention_patterns, "max_tokens")  # a display limit; the context always holds
 
     def run(self, model: LoadedModel, progress: Progress | None = None) -> AttentionResult:
         return attention_patterns(model, self.prompt, max_tokens=self.max_tokens)
@@ -214,10 +215,11 @@ class HeadScoresRun(RunSpec):
 
     kind: ClassVar[str] = "head_scores"
     title: ClassVar[str] = "Head types"
+    mirrors = (compute_head_scores, head_scores)
 
-    seed: int = 0
-    n_sequences: int = 8
-    repeat_length: int = 32
+    seed: int = default_of(compute_head_scores, "seed")
+    n_sequences: int = default_of(compute_head_scores, "n_sequences")
+    repeat_length: int = default_of(compute_head_scores, "repeat_length")
 
     def __post_init__(self) -> None:
         check_count("number of probe sequences", self.n_sequences, high=256)

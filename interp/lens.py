@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from interp.loading import LoadedModel
-from interp.runs.spec import Progress, RunSpec, check_count
+from interp.runs.spec import Progress, RunSpec, check_count, default_of
 from interp.activations import decode_residual, record
 from interp.tokens import as_batch, check_length, single_token_id, token_label, token_labels, tokenize
 
@@ -109,11 +109,12 @@ class LogitLensRun(RunSpec):
 
     kind: ClassVar[str] = "logit_lens"
     title: ClassVar[str] = "Logit lens"
+    mirrors = (logit_lens,)
 
     prompt: str
-    target: str | None = None
-    k: int = 5
-    max_tokens: int | None = None
+    target: str | None = default_of(logit_lens, "target")
+    k: int = default_of(logit_lens, "k")
+    max_tokens: int | None = default_of(logit_lens, "max_tokens")
 
     def __post_init__(self) -> None:
         check_count("number of top tokens per cell", self.k, high=50)

@@ -6,7 +6,9 @@ import functools
 
 import streamlit as st
 
-from interp.attention import SCORE_NAMES, SCORE_TITLES
+from interp.attention import SCORE_NAMES, SCORE_TITLES, AttentionResult, AttentionRun, HeadScoresRun
+from interp.circuits import Component
+from interp.lens import LogitLensRun
 from interp.plots.attention import (
     clicked_head,
     head_grid,
@@ -15,9 +17,9 @@ from interp.plots.attention import (
     pattern_heatmap,
     score_heatmap,
 )
-from ui.cached import DISPLAY_LIMIT, cached_attention, cached_head_scores, cached_lens
-from ui.errors import shown_as_message
+from ui.cached import DISPLAY_LIMIT, cached_run
 from ui.downloads import csv_download, figure_downloads
+from ui.errors import shown_as_message
 from ui.model import require_model
 from ui.records import keep_run
 from ui.render import md_escape, token_chips
@@ -51,38 +53,13 @@ def _open_clicked_head(chart_key: str, n_heads: int) -> None:
         st.session_state[KEY_LAYER], st.session_state[KEY_HEAD] = clicked_head(points[0]["point_index"], n_heads)
 
 
-st.title("Attention")
-INTRO = (
-    "What each head looks at in your prompt, which heads are induction or previous-token heads, "
-    "and how the prediction forms layer by layer."
-)
-st.caption(INTRO)
-model = require_model()
-info = model.info
-st.session_state.setdefault(KEY_PROMPT, next(iter(EXAMPLES.values())))
-st.session_state.setdefault(KEY_LAYER, 0)
-st.session_state.setdefault(KEY_HEAD, 0)
+def head_label(layer: int, head: int) -> str:
+    return Component("head", layer, head).label  # the one component label format (L1.H2)
 
-st.selectbox(
-    "Example prompts",
-    list(EXAMPLES),
-    key=KEY_EXAMPLE,
-    index=None,
-    placeholder="Pick an example or type below",
-    on_change=_use_example,
-)
-prompt = st.text_area(f"Prompt (up to {DISPLAY_LIMIT} tokens)", key=KEY_PROMPT, height=80)
 
-result = None
-with shown_as_message("Recording attention patterns"), st.spinner("Recording every head's attention pattern"):
-    result = cached_attention(model, info.weights_sha256, prompt)
-if result is None:
-    st.stop()
-
-heads_tab, types_tab, lens_tab = st.tabs(["Heads", "Head types", "Logit lens"])
-keep_run(model, "attention", {"prompt": prompt}, {"max_tokens": DISPLAY_LIMIT}, result, key="attn_keep")
-
-with heads_tab:
+def heads_section(model, result: AttentionResult) -> None:
+    """Every head at a glance, one head opened, and what one query token attends to."""
+    info = model.info
     st.markdown(
         f"**All {info.n_layers * info.n_heads} heads** ({info.n_layers} layers × {info.n_heads} heads), "
         "each scaled to its own maximum — click one to open it"
@@ -108,62 +85,62 @@ with heads_tab:
         )
         row = result.head(layer, head)[query, : query + 1]
         peak = float(row.max()) or 1.0
-        token_chips(
-            list(result.tokens[: query + 1]),
-            weights=[float(w) / peak for w in row],
-            titles=[f"{w:.3f}" for w in row],
-        )
+        token_chips(list(result.tokens[: query + 1]), weights=[float(w) / peak for w in row], titles=[f"{w:.3f}" for w in row])
         st.caption(
             f"Colour: attention from token {query} ({md_escape(repr(result.tokens[query]))}) to each earlier token, "
             f"relative to its largest weight ({peak:.3f}). Hover a token for its weight."
         )
+    name = f"attention_{head_label(layer, head)}"
     with pattern_col:
         figure = pattern_heatmap(result, layer, head)
-        st.plotly_chart(figure, config={"displaylogo": False, "toImageButtonOptions": {"filename": f"attention_L{layer}H{head}"}})
+        st.plotly_chart(figure, config={"displaylogo": False, "toImageButtonOptions": {"filename": name}})
     with query_col:
-        figure_downloads(figure, f"attention_L{layer}H{head}")
-        csv_download(lambda: result.to_frame(layer, head), f"attention_L{layer}H{head}.csv", "Download this head's pattern (CSV)")
+        figure_downloads(figure, name)
+        csv_download(lambda: result.to_frame(layer, head), f"{name}.csv", "Download this head's pattern (CSV)")
 
-with types_tab, shown_as_message("Scoring heads"):
+
+def head_types_section(model, result: AttentionResult) -> None:
+    """Which heads are induction, previous-token, duplicate-token or sink heads (probed once per model)."""
+    spec = HeadScoresRun()
     with st.spinner("Probing every head with repeated random tokens (once per model)"):
-        scores = cached_head_scores(model, info.weights_sha256)
+        scores = cached_run(model, spec)
     name = st.radio("Score", SCORE_NAMES, format_func=SCORE_TITLES.get, horizontal=True, key=KEY_SCORE_NAME)
     left, right = st.columns([3, 2], gap="large")
     with left:
         st.plotly_chart(
             score_heatmap(scores, name),
             key=KEY_SCORE_MAP,
-            on_select=functools.partial(_open_clicked_head, KEY_SCORE_MAP, info.n_heads),
+            on_select=functools.partial(_open_clicked_head, KEY_SCORE_MAP, model.info.n_heads),
             selection_mode="points",
             config={"displaylogo": False},
         )
     with right:
         st.markdown(f"**Top {SCORE_TITLES[name].lower()} heads**")
-        st.dataframe(
-            [{"head": f"L{lay}.H{hd}", "score": round(val, 3)} for lay, hd, val in scores.top_heads(name, 10)],
-            hide_index=True,
-        )
+        top = [{"head": head_label(layer, head), "score": round(value, 3)} for layer, head, value in scores.top_heads(name, 10)]
+        st.dataframe(top, hide_index=True)
         st.caption(
             f"Scores are mean attention weights (0–1) on {scores.n_sequences} sequences of {scores.repeat_length} random "
             f"tokens repeated twice (seed {scores.seed}). Induction: attention from a repeated token to the token after its "
             "first occurrence. Click a cell to open that head: its pattern on your prompt appears below."
         )
         csv_download(scores.to_frame, "head_scores.csv", "Download all head scores (CSV)")
-        probe = {"seed": scores.seed, "n_sequences": scores.n_sequences, "repeat_length": scores.repeat_length}
-        keep_run(model, "head_scores", {}, probe, scores, key="attn_scores_keep", seed=scores.seed)
+        keep_run(model, spec, scores, key="attn_scores_keep", label="the head-type scores")
     # The open head, here too: a click on the map should show its pattern without a trip to the Heads tab.
     open_layer, open_head = st.session_state[KEY_LAYER], st.session_state[KEY_HEAD]
     st.markdown(
-        f"**Open head L{open_layer}.H{open_head}** on your prompt "
+        f"**Open head {head_label(open_layer, open_head)}** on your prompt "
         f"({SCORE_TITLES[name].lower()} score {scores.score(name)[open_layer, open_head]:.2f}; "
         "its query view is in the Heads tab)"
     )
     st.plotly_chart(pattern_heatmap(result, open_layer, open_head), key=KEY_TYPES_PATTERN, config={"displaylogo": False})
 
-with lens_tab, shown_as_message("Running the logit lens"):
+
+def lens_section(model, prompt: str) -> None:
+    """The logit lens: the residual stream decoded after every layer, optionally following one token."""
     target = st.text_input("Follow a target token (optional, one token, e.g. ' Paris')", key=KEY_TARGET)
+    spec = LogitLensRun(prompt, target or None, max_tokens=DISPLAY_LIMIT)
     with st.spinner("Decoding the residual stream after every layer"):
-        lens = cached_lens(model, info.weights_sha256, prompt, target or None)
+        lens = cached_run(model, spec)
     lens_figure = lens_heatmap(lens)
     st.plotly_chart(lens_figure, config={"displaylogo": False})
     if lens.target is not None:
@@ -174,4 +151,41 @@ with lens_tab, shown_as_message("Running the logit lens"):
         )
     figure_downloads(lens_figure, "logit_lens")
     csv_download(lens.to_frame, "logit_lens.csv", "Download the lens (CSV)")
-    keep_run(model, "logit_lens", {"prompt": prompt, "target": target or None}, {"k": 5}, lens, key="lens_keep")
+    keep_run(model, spec, lens, key="lens_keep", label="the logit lens")
+
+
+st.title("Attention")
+INTRO = (
+    "What each head looks at in your prompt, which heads are induction or previous-token heads, "
+    "and how the prediction forms layer by layer."
+)
+st.caption(INTRO)
+model = require_model()
+st.session_state.setdefault(KEY_PROMPT, next(iter(EXAMPLES.values())))
+st.session_state.setdefault(KEY_LAYER, 0)
+st.session_state.setdefault(KEY_HEAD, 0)
+st.selectbox(
+    "Example prompts",
+    list(EXAMPLES),
+    key=KEY_EXAMPLE,
+    index=None,
+    placeholder="Pick an example or type below",
+    on_change=_use_example,
+)
+prompt = st.text_area(f"Prompt (up to {DISPLAY_LIMIT} tokens)", key=KEY_PROMPT, height=80)
+
+result = None
+patterns_spec = AttentionRun(prompt, max_tokens=DISPLAY_LIMIT)
+with shown_as_message("Recording attention patterns"), st.spinner("Recording every head's attention pattern"):
+    result = cached_run(model, patterns_spec)
+if result is None:
+    st.stop()
+
+heads_tab, types_tab, lens_tab = st.tabs(["Heads", "Head types", "Logit lens"])
+with heads_tab:
+    heads_section(model, result)
+    keep_run(model, patterns_spec, result, key="attn_keep", label="every head's pattern on this prompt")
+with types_tab, shown_as_message("Scoring heads"):
+    head_types_section(model, result)
+with lens_tab, shown_as_message("Running the logit lens"):
+    lens_section(model, prompt)

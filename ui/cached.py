@@ -11,27 +11,10 @@ from typing import Any
 import streamlit as st
 
 from interp import LoadedModel
-from interp.runs import Progress, RunSpec
-from interp.attention import AttentionResult, HeadScores, attention_patterns, head_scores
 from interp.attribution import Attribution, Faithfulness, Target, attribute, faithfulness
-from interp.lens import LensResult, logit_lens
+from interp.runs import Progress, RunSpec
 
 DISPLAY_LIMIT = 256  # tokens: beyond this a pattern view is too dense to read and slow to draw
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def cached_attention(_model: LoadedModel, weights: str, prompt: str) -> AttentionResult:
-    return attention_patterns(_model, prompt, max_tokens=DISPLAY_LIMIT)
-
-
-@st.cache_data(max_entries=4, show_spinner=False)
-def cached_head_scores(_model: LoadedModel, weights: str) -> HeadScores:
-    return head_scores(_model)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def cached_lens(_model: LoadedModel, weights: str, prompt: str, target: str | None) -> LensResult:
-    return logit_lens(_model, prompt, target or None, max_tokens=DISPLAY_LIMIT)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

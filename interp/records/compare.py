@@ -42,5 +42,3 @@ def compare_runs(first: RunRecord, second: RunRecord) -> RunComparison:
     return RunComparison(
         diff, int(finite.sum()), float(np.abs(a[finite] - b[finite]).max()) if finite.any() else 0.0, correlation
     )
-
-

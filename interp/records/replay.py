@@ -73,5 +73,3 @@ def replay(model: LoadedModel, record: RunRecord) -> ReplayResult:
     difference = float(np.abs(old_numbers[finite] - new_numbers[finite]).max()) if finite.any() else 0.0
     matches = same_nan and (difference <= spec.tolerance)
     return ReplayResult(matches, difference, spec.tolerance, int(finite.sum()), new)
-
-

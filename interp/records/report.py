@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import zipfile
@@ -29,7 +30,7 @@ def export_report(records: list[RunRecord]) -> bytes:
             archive.writestr(f"{stem}/result.json", result_json)
             if blob:
                 archive.writestr(f"{stem}/result.safetensors", blob)
-            png = figure_png(record)
+            png = figure_png(record.result, record.kind)
             if png is not None:
                 archive.writestr(f"{stem}/figure.png", png)
             settings = record.settings
@@ -108,7 +109,7 @@ def _tex(text: str) -> str:
     return text
 
 
-def figure_png(record: RunRecord) -> bytes | None:
+def figure_png(result: Any, title: str) -> bytes | None:
     """A static PNG of the run's main numbers (matplotlib, offline): a heatmap for 2-D results, bars for 1-D.
 
     A run of several parts (a patching pair, a method comparison, a steering sweep with its vector)
@@ -119,7 +120,7 @@ def figure_png(record: RunRecord) -> bytes | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = _main_arrays(record.result)[:4]
+    panels = _main_arrays(result)[:4]
     if not panels:
         return None
     figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), dpi=110, squeeze=False)
@@ -144,7 +145,7 @@ def figure_png(record: RunRecord) -> bytes | None:
             axis.bar(range(len(array)), array, color="#5b4bdb")
             axis.set_xlabel(labels[0])
         axis.set_title(title, fontsize=10)
-    figure.suptitle(record.kind)
+    figure.suptitle(title)
     out = io.BytesIO()
     figure.tight_layout()
     figure.savefig(out, format="png")
@@ -173,7 +174,14 @@ def _main_arrays(result: Any, name: str = "") -> list[Panel]:
     if isinstance(result, list | tuple) and result and all(hasattr(e, "loss") for e in result):  # a training log
         return [(f"{title}: loss per step", np.array([e.loss for e in result], dtype=np.float64), ("step", ""), None)]
     array = _main_array(result)
-    if array is None:
+    if array is None:  # a result made of named parts (e.g. activation and attribution patching): draw each part
+        if dataclasses.is_dataclass(result) and not isinstance(result, type):
+            return [
+                panel
+                for field in dataclasses.fields(result)
+                if dataclasses.is_dataclass(part := getattr(result, field.name)) or isinstance(part, list | tuple)
+                for panel in _main_arrays(part, f"{name} {field.name}".strip())
+            ]
         return []
     if array.ndim == 1:
         return [(title, array, ("position", ""), None)]

@@ -174,7 +174,7 @@ class RunStore:
             result = _load_value(path, "result")
             spec = _load_value(path, "spec") if (path / "spec.json").exists() else None
         if spec is not None and not isinstance(spec, RunSpec):
-            raise InputError(f"Run {run_id} names {type(spec).__name__} as its spec, which is not a kind of run; it was not loaded.")
+            raise InputError(f"Run {run_id} names {type(spec).__name__} as its spec, which is not a kind of run; not loaded.")
         return _record_from_document(document, spec, result, run_id)
 
 
@@ -200,11 +200,10 @@ def record_document(record: RunRecord) -> dict:
 
 def _record_from_document(document: dict, spec: RunSpec | None, result: Any, run_id: str) -> RunRecord:
     if spec is None and "inputs" in document:  # kept before runs were typed: settings shown, not replayable
-        document = {**document, "params": {**document.pop("inputs"), **document.pop("settings", {}), "seed": document.pop("seed", None)}}
+        old = {**document.pop("inputs"), **document.pop("settings", {}), "seed": document.pop("seed", None)}
+        document = {**document, "params": old}
     names = {f.name for f in dataclasses.fields(RunRecord)}
     try:
         return RunRecord(**{k: v for k, v in document.items() if k in names}, spec=spec, result=result, run_id=run_id)
     except TypeError as exc:
         raise InputError(f"Run {run_id} has a record this version cannot read ({exc}).") from None
-
-

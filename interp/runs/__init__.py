@@ -1,7 +1,7 @@
 """Runs as values: the spec base class, the registry of run kinds, and shared setting checks."""
 
 from interp.runs.registry import run_kinds, run_packages, spec_class
-from interp.runs.spec import Bundle, Progress, RunSpec, StopCheck, check_choice, check_count, check_finite
+from interp.runs.spec import Bundle, Progress, RunSpec, StopCheck, check_choice, check_count, check_finite, default_of
 
 __all__ = [
     "Bundle",
@@ -11,6 +11,7 @@ __all__ = [
     "check_choice",
     "check_count",
     "check_finite",
+    "default_of",
     "run_kinds",
     "run_packages",
     "spec_class",

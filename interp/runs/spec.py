@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -43,6 +44,8 @@ class RunSpec:
     kind: ClassVar[str] = ""  # the record's name for this kind; set once, never renamed
     title: ClassVar[str] = ""  # what a person calls it ("Steering sweep")
     tolerance: ClassVar[float] = 0.0  # how closely a replay must agree; 0 = bitwise
+    # The core functions whose keyword defaults this spec's defaults are (tests/runs/test_defaults.py checks).
+    mirrors: ClassVar[tuple[Callable[..., Any], ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -76,6 +79,15 @@ class RunSpec:
 
         text, blob = dumps(self)
         return hashlib.sha256(text.encode() + b"\0" + blob).hexdigest()[:20]
+
+
+def default_of(function: Callable[..., Any], name: str) -> Any:
+    """The default of ``function``'s parameter ``name``: a spec's default taken from the function it runs,
+    so the two cannot drift apart."""
+    parameter = inspect.signature(function).parameters[name]
+    if parameter.default is inspect.Parameter.empty:
+        raise TypeError(f"{function.__qualname__}() has no default for {name!r}")
+    return parameter.default
 
 
 def _plain(value: Any) -> Any:

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from interp import InputError, next_token_predictions
-from interp.attention import attention_patterns, compute_head_scores
+from interp.attention import AttentionRun, HeadScoresRun, attention_patterns, compute_head_scores
 from interp.attribution import Target, attribute, faithfulness
 from interp.circuit_presets import custom_task
 from interp.circuits import Component, ablate, direct_logit_attribution, patch_sweep
 from interp.generation import generate
-from interp.lens import logit_lens
+from interp.lens import LogitLensRun, logit_lens
 from interp.records import Bundle, RunStore, compare_runs, export_report, new_record, numbers_of, replay
 from interp.serialise import dumps, loads
 
@@ -100,81 +100,37 @@ def test_records_refuse_types_outside_steerscope():
 
 
 @pytest.mark.parametrize(
-    "kind, inputs, settings",
+    "spec",
     [
-        ("attention", {"prompt": PROMPT}, {"max_tokens": 256}),
-        ("logit_lens", {"prompt": PROMPT, "target": " Mary"}, {"k": 5}),
-        ("head_scores", {}, {"seed": 0, "n_sequences": 2, "repeat_length": 8}),
-        (
-            "attribution",
-            {"prompt": PROMPT, "target": {"kind": "contrast", "token": " Mary", "other": " John"}},
-            {"method": "shapley_sampling", "n_samples": 2},
-        ),
-        (
-            "patching",
-            {
-                "task": "custom",
-                "clean": PROMPT,
-                "corrupted": PROMPT.replace("John gave", "Mary gave"),
-                "answer": " Mary",
-                "wrong": " John",
-            },
-            {"kind": "heads", "direction": "denoise"},
-        ),
+        AttentionRun(PROMPT, max_tokens=256),
+        LogitLensRun(PROMPT, " Mary", k=5),
+        HeadScoresRun(seed=0, n_sequences=2, repeat_length=8),
     ],
+    ids=lambda spec: spec.kind,
 )
-def test_replay_gives_the_same_numbers_bitwise(tiny_llama, store, kind, inputs, settings):
-    import interp.replays  # noqa: F401  (registers the kinds)
-    from interp.records import REPLAYS
-
-    fake = new_record(tiny_llama, kind, inputs, settings, None, seed=0)
-    result = REPLAYS[kind].run(tiny_llama, fake)
-    run_id = store.save(new_record(tiny_llama, kind, inputs, settings, result, seed=0, note=f"replay test {kind}"))
+def test_replay_gives_the_same_numbers_bitwise(tiny_llama, store, spec):
+    result = spec.run(tiny_llama)
+    run_id = store.save(new_record(tiny_llama, spec, result, note=f"replay test {spec.kind}"))
     outcome = replay(tiny_llama, store.load(run_id))
     assert outcome.matches and outcome.max_abs_difference == 0.0 and outcome.compared > 0
 
 
-def test_steering_and_reward_runs_replay(tiny_llama, store):
-    import interp.replays  # noqa: F401  (registers the kinds)
-    from interp.records import REPLAYS
-    from tests.steering.test_vector import make
+def test_a_record_kept_before_typed_runs_opens_but_says_it_cannot_replay(tiny_llama, store):
+    import tempfile
+    from pathlib import Path
 
-    vector = make(tiny_llama, layers=(1,))
-    settings = {"layer": 1, "coefficient": 2.0, "scorer": "sentiment", "n_samples": 1, "max_new_tokens": 4}
-    seed_record = new_record(
-        tiny_llama, "steering_evaluation", {"prompts": ["I love", "The store"]}, settings, Bundle({"vector": vector}), seed=3
-    )
-    result = REPLAYS["steering_evaluation"].run(tiny_llama, seed_record)
-    record = store.load(
-        store.save(new_record(tiny_llama, "steering_evaluation", {"prompts": ["I love", "The store"]}, settings, result, seed=3))
-    )
-    assert replay(tiny_llama, record).matches
-    reward_settings = {"layers": [1], "steps": 20}
-    reward = REPLAYS["reward_model"].run(tiny_llama, new_record(tiny_llama, "reward_model", {}, reward_settings, None, seed=0))
-    assert replay(
-        tiny_llama, store.load(store.save(new_record(tiny_llama, "reward_model", {}, reward_settings, reward, seed=0)))
-    ).matches
-    # A reward model trained on uploaded pairs keeps them in its inputs, so it replays without the file.
-    from steering.reward import builtin_preferences, preference_inputs
+    from interp.records.store import _record_from_document
 
-    uploaded = preference_inputs("upload", builtin_preferences()[:40])
-    mine = REPLAYS["reward_model"].run(tiny_llama, new_record(tiny_llama, "reward_model", uploaded, reward_settings, None))
-    assert mine.reward_model.card["data"] == "upload" and mine.reward_model.card["pairs_train"] < 40
-    kept = store.load(store.save(new_record(tiny_llama, "reward_model", uploaded, reward_settings, mine, seed=0)))
-    assert replay(tiny_llama, kept).matches
-    # Steering scored by that reward model: the run keeps the reward model, so it replays too.
-    scored = {**settings, "scorer": "reward"}
-    prompts = {"prompts": ["I love"]}
-    parts = Bundle({"vector": vector, "reward_model": reward.reward_model})
-    result = REPLAYS["steering_evaluation"].run(
-        tiny_llama, new_record(tiny_llama, "steering_evaluation", prompts, scored, parts, seed=3)
-    )
-    assert result.parts["evaluation"].scorer == "reward model"
-    saved = store.load(store.save(new_record(tiny_llama, "steering_evaluation", prompts, scored, result, seed=3)))
-    assert replay(tiny_llama, saved).matches
-    without = new_record(tiny_llama, "steering_evaluation", prompts, scored, Bundle({"vector": vector}))
-    with pytest.raises(InputError, match="not kept with it"):
-        REPLAYS["steering_evaluation"].run(tiny_llama, without)
+    run_id = store.save(new_record(tiny_llama, AttentionRun(PROMPT), attention_patterns(tiny_llama, PROMPT)))
+    with tempfile.TemporaryDirectory() as folder:
+        document = json.loads((Path(store.client.download_artifacts(run_id, "", folder)) / "record.json").read_text())
+    # As the previous version stored runs: inputs and settings in record.json, no spec.json.
+    document.pop("params")
+    old = {**document, "inputs": {"prompt": PROMPT}, "settings": {"max_tokens": 256}, "seed": None}
+    record = _record_from_document(old, None, attention_patterns(tiny_llama, PROMPT), run_id)
+    assert record.spec is None and record.settings == {"prompt": PROMPT, "max_tokens": 256, "seed": None}
+    with pytest.raises(InputError, match="cannot be replayed"):
+        replay(tiny_llama, record)
 
 
 def test_replay_notices_a_changed_result(tiny_llama, store):
@@ -182,15 +138,13 @@ def test_replay_notices_a_changed_result(tiny_llama, store):
 
     result = attention_patterns(tiny_llama, PROMPT)
     tampered = dataclasses.replace(result, patterns=result.patterns + 1e-3)
-    record = store.load(store.save(new_record(tiny_llama, "attention", {"prompt": PROMPT}, {"max_tokens": 256}, tampered)))
+    record = store.load(store.save(new_record(tiny_llama, AttentionRun(PROMPT, max_tokens=256), tampered)))
     outcome = replay(tiny_llama, record)
     assert not outcome.matches and outcome.max_abs_difference == pytest.approx(1e-3, rel=1e-3)
 
 
 def test_replay_refuses_another_models_run(tiny_llama, tiny_gpt2, store):
-    record = store.load(
-        store.save(new_record(tiny_llama, "attention", {"prompt": PROMPT}, {}, attention_patterns(tiny_llama, PROMPT)))
-    )
+    record = store.load(store.save(new_record(tiny_llama, AttentionRun(PROMPT), attention_patterns(tiny_llama, PROMPT))))
     with pytest.raises(InputError, match="load that model"):
         replay(tiny_gpt2, record)
 
@@ -202,9 +156,7 @@ def test_concurrent_saves_do_not_interleave(tiny_llama, store):
 
     def save(i):
         barrier.wait()
-        ids[i] = store.save(
-            new_record(tiny_llama, "logit_lens", {"prompt": PROMPT + " " * i}, {"k": 5}, results[i], note=f"thread {i}")
-        )
+        ids[i] = store.save(new_record(tiny_llama, LogitLensRun(PROMPT + " " * i), results[i], note=f"thread {i}"))
 
     threads = [threading.Thread(target=save, args=(i,)) for i in range(6)]
     for thread in threads:
@@ -219,16 +171,14 @@ def test_concurrent_saves_do_not_interleave(tiny_llama, store):
 
 
 def test_a_failed_save_leaves_no_run_and_earlier_runs_intact(tiny_llama, store, monkeypatch):
-    first = store.save(
-        new_record(tiny_llama, "attention", {"prompt": PROMPT}, {}, attention_patterns(tiny_llama, PROMPT), note="kept")
-    )
+    first = store.save(new_record(tiny_llama, AttentionRun(PROMPT), attention_patterns(tiny_llama, PROMPT), note="kept"))
 
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(store.client, "log_param", broken)
     with pytest.raises(InputError, match="disk is full"):
-        store.save(new_record(tiny_llama, "attention", {"prompt": "x"}, {}, attention_patterns(tiny_llama, "x"), note="lost"))
+        store.save(new_record(tiny_llama, AttentionRun("x"), attention_patterns(tiny_llama, "x"), note="lost"))
     monkeypatch.undo()
     assert [r.note for r in store.list()] == ["kept"]
     assert store.load(first).note == "kept"
@@ -246,26 +196,14 @@ def test_read_only_data_folder_gets_a_clear_message(tiny_llama, tmp_path, monkey
             folder.chmod(0o700)
             (folder / "data").write_text("not a folder")
         with pytest.raises(InputError, match="Could not"):
-            RunStore().save(new_record(tiny_llama, "attention", {"prompt": PROMPT}, {}, attention_patterns(tiny_llama, PROMPT)))
+            RunStore().save(new_record(tiny_llama, AttentionRun(PROMPT), attention_patterns(tiny_llama, PROMPT)))
     finally:
         folder.chmod(0o700)
 
 
 def test_compare_and_export(tiny_llama, store):
-    a = store.load(
-        store.save(
-            new_record(
-                tiny_llama, "logit_lens", {"prompt": PROMPT, "target": " Mary"}, {"k": 5}, logit_lens(tiny_llama, PROMPT, " Mary")
-            )
-        )
-    )
-    b = store.load(
-        store.save(
-            new_record(
-                tiny_llama, "logit_lens", {"prompt": PROMPT, "target": " John"}, {"k": 5}, logit_lens(tiny_llama, PROMPT, " John")
-            )
-        )
-    )
+    a = store.load(store.save(new_record(tiny_llama, LogitLensRun(PROMPT, " Mary"), logit_lens(tiny_llama, PROMPT, " Mary"))))
+    b = store.load(store.save(new_record(tiny_llama, LogitLensRun(PROMPT, " John"), logit_lens(tiny_llama, PROMPT, " John"))))
     comparison = compare_runs(a, b)
     assert ("target", '" Mary"', '" John"') in comparison.settings_diff
     assert comparison.numbers_compared > 0 and comparison.max_abs_difference > 0
@@ -284,9 +222,7 @@ def test_compare_and_export(tiny_llama, store):
     with pytest.raises(InputError, match="same kind"):
         compare_runs(
             a,
-            store.load(
-                store.save(new_record(tiny_llama, "attention", {"prompt": PROMPT}, {}, attention_patterns(tiny_llama, PROMPT)))
-            ),
+            store.load(store.save(new_record(tiny_llama, AttentionRun(PROMPT), attention_patterns(tiny_llama, PROMPT)))),
         )
 
 
@@ -317,7 +253,7 @@ def test_reports_draw_runs_made_of_several_parts(tiny_llama):
         "dpo": Bundle({"log": [DPOLogEntry(1, 0.69, 0.0, 0.5), DPOLogEntry(2, 0.5, 0.3, 1.0)], "steps_done": 2}),
     }
     for kind, result in runs.items():
-        png = figure_png(new_record(tiny_llama, kind, {}, {}, result))
+        png = figure_png(result, kind)
         assert png is not None and png.startswith(b"\x89PNG"), kind
 
 
@@ -326,49 +262,13 @@ def test_record_keeps_versions_model_and_times(tiny_llama, store):
         store.save(
             new_record(
                 tiny_llama,
-                "head_scores",
-                {},
-                {"seed": 0, "n_sequences": 2, "repeat_length": 8},
+                HeadScoresRun(seed=0, n_sequences=2, repeat_length=8),
                 compute_head_scores(tiny_llama, n_sequences=2, repeat_length=8),
-                seed=0,
                 note="n",
             )
         )
     )
     assert record.weights_sha256 == tiny_llama.info.weights_sha256 and record.model_name == tiny_llama.info.name
     assert "torch" in record.versions and "transformers" in record.versions
-    assert record.started and record.finished and record.seed == 0
+    assert record.started and record.finished and record.spec.seed == 0 and record.settings["seed"] == 0
     assert torch.is_tensor(torch.as_tensor(record.result.induction))
-
-
-def test_sweeps_method_comparisons_and_dpo_replay(tiny_llama, store):
-    import interp.replays  # noqa: F401  (registers the kinds)
-    from interp.records import REPLAYS
-    from tests.steering.test_vector import make
-
-    vector = make(tiny_llama, layers=(1,))
-    cases = [
-        (
-            "steering_sweep",
-            {"prompts": ["I love"]},
-            {"layers": [1], "coefficients": [1.0], "scorer": "sentiment", "n_samples": 1, "max_new_tokens": 4, "goal": "raise"},
-            Bundle({"vector": vector}),
-        ),
-        (
-            "attribution_comparison",
-            {"prompt": PROMPT, "target": {"kind": "next_token", "token": " Mary"}},
-            {"methods": ["feature_ablation", "gradient_x_input"], "options": {}, "budget": 1000},
-            None,
-        ),
-        (
-            "dpo",
-            {"data": "built-in training pairs"},
-            {"max_steps": 2, "batch_size": 2, "learning_rate": 5e-3, "beta": 0.1, "lora_rank": 4},
-            None,
-        ),
-    ]
-    for kind, inputs, settings, seed_result in cases:
-        result = REPLAYS[kind].run(tiny_llama, new_record(tiny_llama, kind, inputs, settings, seed_result, seed=0))
-        record = store.load(store.save(new_record(tiny_llama, kind, inputs, settings, result, seed=0)))
-        outcome = replay(tiny_llama, record)
-        assert outcome.matches, (kind, outcome.max_abs_difference)
