@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import torch
 
 from interp.hooks import HookSpec, intervene
 from interp.loading import LoadedModel
+from interp.runs.spec import Progress, RunSpec, check_count, default_of
 from interp.tokens import as_batch, check_length, token_labels, tokenize
 
 
@@ -43,3 +45,22 @@ def next_token_predictions(model: LoadedModel, prompt: str, *, k: int = 10, chat
         probabilities=tuple(float(p) for p in top.values),
         logits=tuple(float(logits[i]) for i in top_ids),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class NextTokenRun(RunSpec):
+    """The model's top next tokens after one prompt (the Home page's view)."""
+
+    kind: ClassVar[str] = "next_token"
+    title: ClassVar[str] = "Next-token predictions"
+    mirrors = (next_token_predictions,)
+
+    prompt: str
+    k: int = default_of(next_token_predictions, "k")
+    chat: bool = default_of(next_token_predictions, "chat")
+
+    def __post_init__(self) -> None:
+        check_count("number of predictions", self.k, high=1000)
+
+    def run(self, model: LoadedModel, progress: Progress | None = None) -> NextTokenPredictions:
+        return next_token_predictions(model, self.prompt, k=self.k, chat=self.chat)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from interp.records import compare_runs, export_report, replay
+from interp.records import RunRecord, RunStore, compare_runs, export_report, replay
 from ui.errors import shown_as_message
 from ui.model import require_model
 from ui.records import run_store
@@ -18,6 +18,69 @@ MAX_PICKED = 12  # a report of a dozen runs is already long; opening each one re
 KEY_REPLAY = "exp_replay"
 KEY_COMPARE = "exp_compare"
 
+
+def listed_runs(store: RunStore) -> list[RunRecord]:
+    """The kept runs, filtered by kind and by text in notes, model and settings."""
+    filters = st.columns([1, 2])
+    everything = store.list()
+    kinds = sorted({r.kind for r in everything})
+    kind = filters[0].selectbox("Kind", ["all", *kinds], key=KEY_KIND)
+    text = filters[1].text_input("Search notes, model and settings", key=KEY_TEXT)
+    return store.list(None if kind == "all" else kind, text)
+
+
+def runs_table(records: list[RunRecord]) -> list[str]:
+    """The table of runs and the picker; returns the picked run ids."""
+    table = pd.DataFrame(
+        [
+            {"run": r.run_id[:8], "kind": r.kind, "model": r.model_name, "when (UTC)": r.finished[:19].replace("T", " "),
+             "note": r.note}
+            for r in records
+        ]
+    )  # fmt: skip
+    st.dataframe(table, hide_index=True)
+    labels = {r.run_id: f"{r.run_id[:8]} · {r.kind} · {r.note or 'no note'}" for r in records}
+    return st.multiselect(
+        "Select one run to open, two of the same kind to compare, or several to export as one report",
+        list(labels),
+        format_func=labels.get,
+        key=KEY_PICK,
+        max_selections=MAX_PICKED,
+    )
+
+
+def run_card(model, record: RunRecord) -> None:
+    """One opened run: its settings, provenance and a Replay button."""
+    with st.container(border=True):
+        st.markdown(f"**{md_escape(record.title)}** — run {md_escape(record.run_id)}")
+        settings = record.settings
+        st.dataframe(pd.DataFrame({"setting": list(settings), "value": [str(v) for v in settings.values()]}), hide_index=True)
+        st.caption(
+            "Weights SHA-256 " + record.weights_sha256[:16] + "... · " + ", ".join(f"{k} {v}" for k, v in record.versions.items())
+        )
+        if st.button("Replay", key=f"{KEY_REPLAY}_{record.run_id}"):
+            with shown_as_message("Replaying"), st.spinner("Re-running the analysis from its spec"):
+                outcome = replay(model, record)
+                if outcome.matches:
+                    how = "bitwise" if outcome.tolerance == 0 else f"within {outcome.tolerance:g}"
+                    st.success(f"Same results ({how}): {outcome.compared:,} numbers compared.")
+                else:
+                    difference = outcome.max_abs_difference
+                    st.error(f"Different results: largest difference {difference:.3g} over {outcome.compared:,} numbers.")
+
+
+def comparison(first: RunRecord, second: RunRecord) -> None:
+    with shown_as_message("Comparing"):
+        result = compare_runs(first, second)
+        st.subheader("Compare")
+        st.dataframe(pd.DataFrame(result.settings_diff, columns=["setting", "first", "second"]), hide_index=True)
+        corr = "n/a" if result.correlation is None else f"{result.correlation:.3f}"
+        st.caption(
+            f"Results: {result.numbers_compared:,} numbers compared; "
+            f"largest difference {result.max_abs_difference:.3g}; correlation {corr}."
+        )
+
+
 st.title("Experiments")
 st.caption(
     "Every run you kept: what was run, on which weights, with which settings and seed — replay it, compare two, export a report."
@@ -25,75 +88,20 @@ st.caption(
 model = require_model()
 store = run_store()
 st.caption(f"Store: {md_escape(store.uri)} (set STEERSCOPE_TRACKING_URI to use your own MLflow tracking server).")
-
-filters = st.columns([1, 2])
-records = []
+records: list[RunRecord] = []
 with shown_as_message("Reading the runs"):
-    everything = store.list()
-    kinds = sorted({r.kind for r in everything})
-    kind = filters[0].selectbox("Kind", ["all", *kinds], key=KEY_KIND)
-    text = filters[1].text_input("Search notes, model and settings", key=KEY_TEXT)
-    records = store.list(None if kind == "all" else kind, text)
+    records = listed_runs(store)
 if not records:
     st.info("No runs yet. Use “Keep this run” on an analysis page (Attention, Attribution, Circuits, Steering, Reward & RLHF).")
     st.stop()
-
-table = pd.DataFrame(
-    [
-        {
-            "run": r.run_id[:8],
-            "kind": r.kind,
-            "model": r.model_name,
-            "when (UTC)": r.finished[:19].replace("T", " "),
-            "note": r.note,
-        }
-        for r in records
-    ]
-)
-st.dataframe(table, hide_index=True)
-labels = {r.run_id: f"{r.run_id[:8]} · {r.kind} · {r.note or 'no note'}" for r in records}
-picked = st.multiselect(
-    "Select one run to open, two of the same kind to compare, or several to export as one report",
-    list(labels),
-    format_func=labels.get,
-    key=KEY_PICK,
-    max_selections=MAX_PICKED,
-)
+picked = runs_table(records)
 if picked:
     with shown_as_message("Opening the runs"):
         opened = [store.load(run_id) for run_id in picked]
     for record in opened:
-        with st.container(border=True):
-            st.markdown(f"**{md_escape(record.title)}** — run {md_escape(record.run_id)}")
-            settings = {**record.inputs, **record.settings, "seed": record.seed}
-            st.dataframe(pd.DataFrame({"setting": list(settings), "value": [str(v) for v in settings.values()]}), hide_index=True)
-            st.caption(
-                "Weights SHA-256 "
-                + record.weights_sha256[:16]
-                + "... · "
-                + ", ".join(f"{k} {v}" for k, v in record.versions.items())
-            )
-            if st.button("Replay", key=f"{KEY_REPLAY}_{record.run_id}"):
-                with shown_as_message("Replaying"), st.spinner("Re-running the analysis from its record"):
-                    outcome = replay(model, record)
-                    if outcome.matches:
-                        how = "bitwise" if outcome.tolerance == 0 else f"within {outcome.tolerance:g}"
-                        st.success(f"Same results ({how}): {outcome.compared:,} numbers compared.")
-                    else:
-                        st.error(
-                            f"Different results: largest difference {outcome.max_abs_difference:.3g} "
-                            f"over {outcome.compared:,} numbers."
-                        )
+        run_card(model, record)
     if len(opened) == 2:
-        with shown_as_message("Comparing"):
-            comparison = compare_runs(*opened)
-            st.subheader("Compare")
-            st.dataframe(pd.DataFrame(comparison.settings_diff, columns=["setting", "first", "second"]), hide_index=True)
-            corr = "n/a" if comparison.correlation is None else f"{comparison.correlation:.3f}"
-            st.caption(
-                f"Results: {comparison.numbers_compared:,} numbers compared; "
-                f"largest difference {comparison.max_abs_difference:.3g}; correlation {corr}."
-            )
+        comparison(*opened)
     if len(opened) > 2:
         st.caption("Comparing takes exactly two runs; the report below takes them all.")
     st.download_button(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from interp import next_token_predictions
+from interp.forward import NextTokenRun
 from interp.plots import next_token_bar
+from ui.cached import cached_run
 from ui.errors import shown_as_message
 from ui.model import require_model
 from ui.render import token_chips
@@ -33,9 +34,9 @@ with right:
 with left:
     st.subheader("Next-token predictions")
     prompt = st.text_area("Prompt", value=EXAMPLE_PROMPT, key=KEY_PROMPT, height=90)
-    top_k = st.slider("How many predictions", 3, 30, 10, key=KEY_TOP_K)
+    top_k = st.slider("How many predictions", 3, 30, NextTokenRun.default("k"), key=KEY_TOP_K)
     with shown_as_message("Predicting the next token"):
-        predictions = next_token_predictions(model, prompt, k=top_k)
+        predictions = cached_run(model, NextTokenRun(prompt, k=top_k))
         st.plotly_chart(next_token_bar(predictions), width="stretch", config={"displaylogo": False})
         table = pd.DataFrame(
             {
