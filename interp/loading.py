@@ -268,8 +268,17 @@ def _read_gguf(gguf_path: Path) -> tuple[Any, Any]:
 
     with _quiet_transformers():
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-            model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
+            # trust_remote_code=False everywhere: a folder's auto_map (in any config file) must never run its code.
+            tokenizer = AutoTokenizer.from_pretrained(
+                str(gguf_path.parent), gguf_file=gguf_path.name, trust_remote_code=False, local_files_only=True
+            )
+            model = AutoModelForCausalLM.from_pretrained(
+                str(gguf_path.parent),
+                gguf_file=gguf_path.name,
+                dtype=torch.float32,
+                trust_remote_code=False,
+                local_files_only=True,
+            )
         except Exception as exc:  # transformers raises many types for unreadable files
             raise ModelLoadError(
                 f"Could not read the GGUF file {gguf_path}: {exc}. Check that it is a complete GGUF "
@@ -387,7 +396,7 @@ def load_hf_model(folder: Path, *, dtype: torch.dtype = torch.float32, device: s
 
     with _quiet_transformers():
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
             model = AutoModelForCausalLM.from_pretrained(
                 str(folder),
                 dtype=dtype,
