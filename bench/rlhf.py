@@ -7,8 +7,7 @@ import time
 
 from bench.timing import measure, table
 from interp import load_model
-from steering.reward import builtin_preferences, split_by_prompt, train_reward_model
-from steering.rlhf import train_dpo
+from steering.rlhf import builtin_preferences, split_by_prompt, train_dpo, train_reward_model
 
 
 def run(quick: bool = False) -> str:

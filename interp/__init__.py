@@ -1,7 +1,8 @@
 """Steerscope's interpretability core: load a model, run it, look inside, intervene.
 
 A library first: nothing here imports streamlit, so every analysis the app shows can be run
-from Python or the command line (``python -m interp``).
+from Python or the command line (``python -m interp``). Each kind of analysis is also a typed run
+spec (:class:`interp.runs.RunSpec`): ``AttentionRun(prompt).run(model)`` is what the page does.
 """
 
 from interp.errors import HookError, InputError, ModelLoadError, SteerscopeError
@@ -9,6 +10,7 @@ from interp.forward import NextTokenPredictions, next_token_predictions, run_log
 from interp.generation import Generation, generate, generate_samples
 from interp.hooks import HookRun, HookSite, intervene
 from interp.loading import DEFAULT_MODEL_NAME, LoadedModel, ModelInfo, load_model
+from interp.runs import RunSpec, run_kinds
 from interp.tokens import token_labels, tokenize
 
 __all__ = [
@@ -22,12 +24,14 @@ __all__ = [
     "ModelInfo",
     "ModelLoadError",
     "NextTokenPredictions",
+    "RunSpec",
     "SteerscopeError",
     "generate",
     "generate_samples",
     "intervene",
     "load_model",
     "next_token_predictions",
+    "run_kinds",
     "run_logits",
     "token_labels",
     "tokenize",

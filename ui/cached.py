@@ -1,36 +1,105 @@
 """Session-independent caches of core results (detached, on CPU) so reruns don't recompute.
 
-The model parameter is named ``_model`` so Streamlit does not hash it; ``weights`` (its weights
-hash) stands in for it in the cache key.
+Results are keyed by the model's weights hash and the spec's digest, so a rerun with the same settings
+on the same weights is a lookup, whichever session asks.
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import threading
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import streamlit as st
+import torch
 
 from interp import LoadedModel
-from interp.attribution import Attribution, Faithfulness, Target, attribute, faithfulness
 from interp.runs import Progress, RunSpec
 
 DISPLAY_LIMIT = 256  # tokens: beyond this a pattern view is too dense to read and slow to draw
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def cached_attribution(
-    _model: LoadedModel, weights: str, prompt: str, target: Target, method: str, options: tuple, budget: int, seed: int
-) -> tuple[Attribution, Faithfulness]:
-    result = attribute(_model, prompt, target, method, budget=budget, seed=seed, **dict(options))
-    return result, faithfulness(_model, result)
+class RunCache:
+    """Results of specs, shared by every session of this server, least recently used dropped first.
+
+    Not ``st.cache_data``: that replays the Streamlit calls a cached function made, so a progress bar
+    created outside and updated inside breaks on the next hit; and it would pickle every result. A
+    result here is shared as-is (results are frozen dataclasses; pages treat them as read-only). Two
+    sessions asking for the same spec at once compute it once: the second waits for the first.
+    """
+
+    def __init__(self, max_entries: int = 64, max_bytes: int = 2 * 2**30) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes  # attention patterns of a long prompt are ~70 MB each: bound memory, not count
+        self._results: collections.OrderedDict[tuple[str, str, str], Any] = collections.OrderedDict()
+        self._sizes: dict[tuple[str, str, str], int] = {}
+        self._lock = threading.Lock()
+        self._computing: dict[tuple[str, str, str], threading.Lock] = {}
+
+    def get(self, key: tuple[str, str, str], compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._results:
+                self._results.move_to_end(key)
+                return self._results[key]
+            key_lock = self._computing.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._results:
+                    return self._results[key]
+            result = compute()  # an exception leaves nothing cached: the next rerun tries again
+            with self._lock:
+                self._results[key] = result
+                self._sizes[key] = array_bytes(result)
+                self._computing.pop(key, None)
+                while len(self._results) > 1 and (
+                    len(self._results) > self.max_entries or sum(self._sizes.values()) > self.max_bytes
+                ):
+                    dropped, _ = self._results.popitem(last=False)
+                    self._sizes.pop(dropped, None)
+        return result
+
+    def __contains__(self, key: tuple[str, str, str]) -> bool:
+        with self._lock:
+            return key in self._results
+
+    def clear(self) -> None:
+        with self._lock:
+            self._results.clear()
+            self._sizes.clear()
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _cached_run(_model: LoadedModel, weights: str, kind: str, digest: str, _spec: RunSpec, _progress: Progress | None):
-    return _spec.run(_model, _progress)
+def array_bytes(value: Any, depth: int = 0) -> int:
+    """Roughly how much memory a result's arrays take (what the cache bounds)."""
+    if depth > 8:
+        return 0
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return sum(array_bytes(getattr(value, f.name), depth + 1) for f in dataclasses.fields(value))
+    if isinstance(value, dict):
+        return sum(array_bytes(v, depth + 1) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(array_bytes(v, depth + 1) for v in value[:10_000])
+    return 0
+
+
+@st.cache_resource(show_spinner=False)
+def run_cache() -> RunCache:
+    return RunCache()
 
 
 def cached_run(model: LoadedModel, spec: RunSpec, progress: Progress | None = None) -> Any:
     """``spec.run(model)``, computed once per (weights, spec) for every session: a rerun that changes no setting
     costs a cache lookup. ``progress`` is called only when the run really happens."""
-    return _cached_run(model, model.info.weights_sha256, spec.kind, spec.digest(), spec, progress)
+    key = (model.info.weights_sha256, spec.kind, spec.digest())
+    return run_cache().get(key, lambda: spec.run(model, progress))
+
+
+def is_cached(model: LoadedModel, spec: RunSpec) -> bool:
+    """Whether ``cached_run(model, spec)`` would answer at once."""
+    return (model.info.weights_sha256, spec.kind, spec.digest()) in run_cache()

@@ -9,15 +9,32 @@ import pytest
 import torch
 
 from interp import InputError
-from steering.reward import (
+from interp.records import RunStore, new_record, replay
+from steering.rlhf import (
+    BestOfNRun,
+    ComparisonRun,
+    DPORun,
     RewardModel,
+    RewardTrainingRun,
+    best_of_n,
     builtin_preferences,
+    compare,
+    inside_view,
+    load_tuned,
     read_preferences,
+    recommend_steering,
     reward_attribution,
     split_by_prompt,
+    train_dpo,
     train_reward_model,
 )
-from steering.rlhf import best_of_n, compare, inside_view, load_tuned, recommend_steering, train_dpo
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch) -> RunStore:
+    monkeypatch.setenv("STEERSCOPE_DATA", str(tmp_path / "data"))
+    monkeypatch.delenv("STEERSCOPE_TRACKING_URI", raising=False)
+    return RunStore()
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +170,56 @@ def test_steering_recommendation_is_swept_on_the_comparisons_own_replies(tiny_ll
 def test_uploaded_preferences_are_validated(name, data, message):
     with pytest.raises(InputError, match=message):
         read_preferences(name, data)
+
+
+def test_reward_runs_keep_and_replay_with_their_own_pairs(tiny_llama, store):
+    spec = RewardTrainingRun(tuple(builtin_preferences()), data_name="built-in", layers=(1,), steps=20)
+    reward = spec.run(tiny_llama)
+    assert replay(tiny_llama, store.load(store.save(new_record(tiny_llama, spec, reward)))).matches
+    # A reward model trained on uploaded pairs keeps them in its spec, so it replays without the file.
+    uploaded = RewardTrainingRun(tuple(builtin_preferences()[:40]), data_name="upload", layers=(1,), steps=20)
+    mine = uploaded.run(tiny_llama)
+    assert mine.reward_model.card["data"] == "upload" and mine.reward_model.card["pairs_train"] < 40
+    kept = store.load(store.save(new_record(tiny_llama, uploaded, mine)))
+    assert kept.spec.pairs == uploaded.pairs and replay(tiny_llama, kept).matches
+
+
+def test_run_specs_take_the_functions_defaults_and_refuse_bad_settings(tiny_reward):
+    pairs = tuple(builtin_preferences()[:12])
+    assert RewardTrainingRun.default("steps") == 300 and DPORun.default("max_steps") == 30
+    assert DPORun.default("learning_rate") == 5e-4 and DPORun.default("stop_after_steps") is None
+    with pytest.raises(InputError, match="at least 2 preference pairs"):
+        DPORun(pairs[:1])
+    with pytest.raises(InputError, match="number of preference pairs"):
+        RewardTrainingRun(pairs[:3])
+    with pytest.raises(InputError, match="N must be"):
+        BestOfNRun(tiny_reward, ("Hi",), ns=(0, 2))
+    with pytest.raises(InputError, match="learning rate"):
+        DPORun(pairs, learning_rate=float("nan"))
+
+
+def test_dpo_runs_replay_and_join_the_comparison(tiny_llama, tiny_reward, store):
+    train, _ = split_by_prompt(builtin_preferences())
+    spec = DPORun(tuple(train), max_steps=2, batch_size=2, learning_rate=5e-3, beta=0.1, lora_rank=4)
+    result = spec.run(tiny_llama)
+    assert result.steps_done == 2 and len(result.log) == 2
+    outcome = replay(tiny_llama, store.load(store.save(new_record(tiny_llama, spec, result))))
+    assert outcome.matches, outcome.max_abs_difference
+    # The comparison takes the adapter that run made (no training again) and looks inside it.
+    comparison = ComparisonRun(
+        tiny_reward, tuple(builtin_preferences()), ("Can you help me?",), steering_layers=(1,), coefficients=(1.0,),
+        best_of=2, n_samples=1, max_new_tokens=4, dpo=spec,
+    ).run(tiny_llama)  # fmt: skip
+    assert [r.method for r in comparison.rows][-1] == "DPO adapter" and comparison.rows[0].reward_gain == 0.0
+    assert comparison.inside is not None and comparison.inside.relative_change.shape == (2,)
+
+
+def test_a_stopped_dpo_run_is_kept_as_far_as_it_went(tiny_llama, tmp_path):
+    steps = []
+    spec = DPORun(tuple(builtin_preferences()[:16]), max_steps=50, batch_size=4)
+    result = spec.train(tiny_llama, tmp_path / "dpo", on_log=steps.append, should_stop=lambda: len(steps) >= 2)
+    kept = spec.ended_at(result)
+    assert result.stopped and kept.stop_after_steps == result.steps_done and kept.max_steps == 50
 
 
 def test_default_reward_model_is_accurate_on_held_out_prompts(default_model):

@@ -1,4 +1,4 @@
-"""A reward model trained here: a Bradley–Terry head on the default model's own features.
+"""A reward model trained here: a Bradley–Terry head on the loaded model's own features.
 
 RLHF steers a model with a learned teacher signal, the reward: a number that says how much people
 prefer one response to another. It is learned from preference pairs (prompt, chosen, rejected)
@@ -13,114 +13,25 @@ the split is by prompt: no prompt's responses are in both train and test.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
-import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
+from interp.activations import record
 from interp.errors import InputError
 from interp.loading import LoadedModel
-from interp.activations import record
+from interp.runs import Progress, RunSpec, check_count, check_finite, default_of
 from interp.tokens import baseline_token_id, pad_rows, tokenize
+from steering.rlhf.preferences import MAX_PAIRS, MIN_PAIRS, PreferencePair, split_by_prompt
 
-DATA = Path(__file__).resolve().parent / "data" / "preferences.jsonl"
 CANDIDATE_LAYERS = (10, 15, 20, 25)
-MAX_PAIRS = 2000
 MAX_REWARD_ZIP_BYTES = 64 * 1024 * 1024  # a head is d_model floats x 3; anything near this is not one
-
-
-@dataclasses.dataclass(frozen=True)
-class PreferencePair:
-    prompt: str
-    chosen: str
-    rejected: str
-    trait: str = ""
-
-
-def builtin_preferences() -> list[PreferencePair]:
-    """160 pairs written for Steerscope: 80 prompts, helpful vs unhelpful and polite vs rude."""
-    return read_preferences(DATA.name, DATA.read_bytes())
-
-
-def preference_inputs(source: str, pairs: Sequence[PreferencePair]) -> dict:
-    """How a kept run records its preference data: built-in by name, uploaded pairs in full (they are small)."""
-    if source == "built-in":
-        return {"data": "built-in"}
-    return {"data": source, "pairs": [[p.prompt, p.chosen, p.rejected, p.trait] for p in pairs]}
-
-
-def preferences_from_inputs(inputs: dict) -> list[PreferencePair]:
-    """The pairs a kept run used (see :func:`preference_inputs`)."""
-    if inputs.get("pairs") is None:
-        return builtin_preferences()
-    return [PreferencePair(*(str(value) for value in row)) for row in inputs["pairs"]]
-
-
-def read_preferences(name: str, data: bytes) -> list[PreferencePair]:
-    """Parse CSV or JSONL with ``prompt``, ``chosen``, ``rejected`` (and optional ``trait``)."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"{name}, line {line}: not UTF-8 text. Save the file as UTF-8.") from None
-    records: list[tuple[int, dict]] = []
-    if name.lower().endswith((".jsonl", ".ndjson")):
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{name}, line {number}, column {exc.colno}: not valid JSON ({exc.msg}).") from None
-            if not isinstance(value, dict):
-                raise InputError(f"{name}, line {number}: each line must be a JSON object.")
-            records.append((number, value))
-    elif name.lower().endswith(".csv"):
-        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
-        try:
-            for row in reader:
-                records.append((reader.line_num, row))
-        except csv.Error as exc:
-            raise InputError(f"{name}, line {reader.line_num}: {exc}. Check the quotes.") from None
-    else:
-        raise InputError(f"{name}: upload preference pairs as .csv or .jsonl.")
-    pairs = []
-    for number, row in records:
-        missing = [key for key in ("prompt", "chosen", "rejected") if not str(row.get(key) or "").strip()]
-        if missing:
-            raise InputError(f"{name}, line {number}: missing {', '.join(repr(m) for m in missing)}.")
-        if str(row["chosen"]).strip() == str(row["rejected"]).strip():
-            raise InputError(f"{name}, line {number}: 'chosen' and 'rejected' are the same text.")
-        pairs.append(
-            PreferencePair(
-                str(row["prompt"]).strip(), str(row["chosen"]).strip(), str(row["rejected"]).strip(), str(row.get("trait") or "")
-            )
-        )
-    if len(pairs) < 10:
-        raise InputError(f"{name} has {len(pairs)} pair(s); a reward model needs at least 10 (100+ is better).")
-    if len(pairs) > MAX_PAIRS:
-        raise InputError(f"{name} has {len(pairs)} pairs; the limit is {MAX_PAIRS}.")
-    return pairs
-
-
-def split_by_prompt(
-    pairs: Sequence[PreferencePair], test_fraction: float = 0.25, seed: int = 0
-) -> tuple[list[PreferencePair], list[PreferencePair]]:
-    """Train/test split that keeps every prompt on one side (stratified by trait)."""
-    rng = random.Random(seed)
-    test_prompts: set[str] = set()
-    for trait in sorted({p.trait for p in pairs}):
-        prompts = sorted({p.prompt for p in pairs if p.trait == trait})
-        rng.shuffle(prompts)
-        test_prompts.update(prompts[: max(1, round(test_fraction * len(prompts)))])
-    return [p for p in pairs if p.prompt not in test_prompts], [p for p in pairs if p.prompt in test_prompts]
 
 
 def _conversation_ids(model: LoadedModel, prompt: str, response: str) -> tuple[list[int], int]:
@@ -268,6 +179,8 @@ class RewardModel:
 
 @dataclasses.dataclass(frozen=True)
 class RewardTraining:
+    """A trained reward model with its accuracies (pairwise: chosen scored above rejected) and loss curve."""
+
     reward_model: RewardModel
     train_accuracy: float
     test_accuracy: float
@@ -391,3 +304,40 @@ def reward_scorer(model: LoadedModel, reward: RewardModel, prompt: str = ""):
     from steering.scores import Scorer
 
     return Scorer("reward model", "reward (logit units)", lambda texts: reward.score(model, [prompt] * len(texts), list(texts)))
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardTrainingRun(RunSpec):
+    """Train a reward model on preference pairs (split by prompt into train and held-out test inside the run)."""
+
+    kind: ClassVar[str] = "reward_model"
+    title: ClassVar[str] = "Reward model"
+    mirrors = (train_reward_model,)
+
+    pairs: tuple[PreferencePair, ...]  # all of them: the run splits them by prompt, as the page shows
+    data_name: str = default_of(train_reward_model, "data_name")  # "built-in", "upload" or a file name
+    layers: tuple[int, ...] = default_of(train_reward_model, "layers")  # candidates; the best on validation is kept
+    steps: int = default_of(train_reward_model, "steps")
+    lr: float = default_of(train_reward_model, "lr")
+    l2: float = default_of(train_reward_model, "l2")
+    seed: int = default_of(train_reward_model, "seed")
+
+    def __post_init__(self) -> None:
+        check_count("number of preference pairs", len(self.pairs), low=MIN_PAIRS, high=MAX_PAIRS)
+        check_count("number of candidate layers", len(self.layers), high=64)
+        for layer in self.layers:
+            check_count("layer", layer, low=0)
+        check_count("number of training steps", self.steps, high=100_000)
+        check_finite("learning rate", self.lr, low=1e-9)
+        check_finite("L2 penalty", self.l2, low=0.0)
+
+    def split(self) -> tuple[list[PreferencePair], list[PreferencePair]]:
+        """The (train, test) pairs this run uses."""
+        return split_by_prompt(self.pairs)
+
+    def run(self, model: LoadedModel, progress: Progress | None = None) -> RewardTraining:
+        train, test = self.split()
+        return train_reward_model(
+            model, train, test, layers=self.layers, steps=self.steps, lr=self.lr, l2=self.l2, seed=self.seed,
+            data_name=self.data_name, progress=progress,
+        )  # fmt: skip
