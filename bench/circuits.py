@@ -6,8 +6,8 @@ from scipy.stats import spearmanr
 
 from bench.timing import table
 from interp import load_model
-from interp.circuit_presets import ioi_task
 from interp.circuits import attribution_patch, patch_sweep
+from interp.circuits.tasks import ioi_task
 
 
 def run(quick: bool = False) -> str:

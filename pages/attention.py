@@ -7,7 +7,7 @@ import functools
 import streamlit as st
 
 from interp.attention import SCORE_NAMES, SCORE_TITLES, AttentionResult, AttentionRun, HeadScoresRun
-from interp.circuits import Component
+from interp.components import head_label
 from interp.lens import LogitLensRun
 from interp.plots.attention import (
     clicked_head,
@@ -51,10 +51,6 @@ def _open_clicked_head(chart_key: str, n_heads: int) -> None:
     points = [p for p in st.session_state[chart_key].selection.points if "point_index" in p]
     if points:
         st.session_state[KEY_LAYER], st.session_state[KEY_HEAD] = clicked_head(points[0]["point_index"], n_heads)
-
-
-def head_label(layer: int, head: int) -> str:
-    return Component("head", layer, head).label  # the one component label format (L1.H2)
 
 
 def heads_section(model, result: AttentionResult) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from interp.attention import SCORE_TITLES, AttentionResult, HeadScores
+from interp.components import head_label, layer_label
 from interp.lens import LensResult
 from interp.plots import base_layout, plot_text, plot_text_array
 from interp.tokens import unique_labels
@@ -42,7 +43,7 @@ def head_grid(result: AttentionResult, *, cells: int = 20, gap: int = 3) -> go.F
     fig = go.Figure(go.Heatmap(z=grid, colorscale=PATTERN_SCALE, showscale=False, hoverinfo="skip"))
     centres = [(layer * step + size / 2, head * step + size / 2) for layer in range(n_layers) for head in range(n_heads)]
     fig.add_trace(_click_targets([x for x, _ in centres], [y for _, y in centres], size * 0.9, "head %{customdata}"))
-    fig.data[-1].customdata = [f"L{layer}.H{head}" for layer in range(n_layers) for head in range(n_heads)]
+    fig.data[-1].customdata = [head_label(layer, head) for layer in range(n_layers) for head in range(n_heads)]
     fig.update_yaxes(
         autorange="reversed",
         tickvals=[head * step + size / 2 for head in range(n_heads)],
@@ -55,7 +56,7 @@ def head_grid(result: AttentionResult, *, cells: int = 20, gap: int = 3) -> go.F
     )
     fig.update_xaxes(
         tickvals=[layer * step + size / 2 for layer in range(n_layers)],
-        ticktext=[f"L{layer}" for layer in range(n_layers)],
+        ticktext=[layer_label(layer) for layer in range(n_layers)],
         showgrid=False,
         zeroline=False,
         title="layer",
@@ -113,7 +114,7 @@ def score_heatmap(scores: HeadScores, name: str) -> go.Figure:
         go.Heatmap(
             z=values,
             x=[f"H{h}" for h in range(n_heads)],
-            y=[f"L{layer}" for layer in range(n_layers)],
+            y=[layer_label(layer) for layer in range(n_layers)],
             colorscale="Viridis",
             zmin=0,
             zmax=1,
@@ -124,7 +125,7 @@ def score_heatmap(scores: HeadScores, name: str) -> go.Figure:
     cells = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
     targets = _click_targets(
         [f"H{head}" for _, head in cells],
-        [f"L{layer}" for layer, _ in cells],
+        [layer_label(layer) for layer, _ in cells],
         14,
         "head %{y}.%{x}<br>" + SCORE_TITLES[name].lower() + " score %{customdata:.3f}",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from interp.circuits import SITE_TITLES, DirectLogitAttribution, PatchingResult
+from interp.circuits import SITE_TITLES, DirectLogitAttribution, PatchingPair, PatchingResult
 from interp.plots import base_layout, plot_text
 from interp.tokens import unique_labels
 
@@ -15,11 +15,11 @@ def patching_heatmap(
 ) -> go.Figure:
     """Layers (rows) x positions or heads (columns); for heads, each cell is clickable."""
     values = result.values
+    labels = result.component_labels()
     peak = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
     columns = list(result.column_labels)
     if result.kind != "heads" and position_labels is not None:
         columns = plot_text(unique_labels(list(position_labels)))
-    scale_title = "change" if result.direction == "ablate" else "recovered"
     fig = go.Figure(
         go.Heatmap(
             z=values,
@@ -30,8 +30,9 @@ def patching_heatmap(
             zmid=0,
             zmin=-max(peak, 1e-6),
             zmax=max(peak, 1e-6),
-            colorbar={"title": scale_title, "thickness": 12},
-            hovertemplate="%{y} %{x}<br>score %{z:.3f}<extra></extra>",
+            colorbar={"title": "recovered", "thickness": 12},
+            text=labels.tolist(),
+            hovertemplate="%{text}<br>score %{z:.3f}<extra></extra>",
             hoverinfo="skip" if result.kind == "heads" else None,
         )
     )
@@ -43,8 +44,9 @@ def patching_heatmap(
                 y=[result.row_labels[r] for r, _ in cells],
                 mode="markers",
                 marker={"size": 14, "symbol": "square", "color": "rgba(0,0,0,0)"},
+                text=[labels[r, c] for r, c in cells],
                 customdata=[float(values[r, c]) for r, c in cells],
-                hovertemplate="head %{y}.%{x}<br>score %{customdata:.3f}<extra>click to see its pattern</extra>",
+                hovertemplate="head %{text}<br>score %{customdata:.3f}<extra>click to see its pattern</extra>",
                 showlegend=False,
             )
         )
@@ -56,9 +58,10 @@ def patching_heatmap(
     return base_layout(fig, height=max(320, 18 * values.shape[0] + 130), title=title or default_title)
 
 
-def patching_agreement(activation: PatchingResult, attribution: PatchingResult, correlation: float) -> go.Figure:
-    """Attribution-patching estimate against the real patch, one point per site."""
-    labels = [f"{r} {c}" for r in activation.row_labels for c in activation.column_labels]
+def patching_agreement(pair: PatchingPair) -> go.Figure:
+    """Attribution-patching estimate against the real patch, one point per site, titled by their rank correlation."""
+    activation, attribution = pair.activation, pair.attribution
+    labels = list(activation.component_labels().ravel())
     x, y = activation.values.ravel(), attribution.values.ravel()
     fig = go.Figure(
         go.Scatter(
@@ -86,10 +89,11 @@ def patching_agreement(activation: PatchingResult, attribution: PatchingResult, 
         )
     fig.update_xaxes(title="activation patching (exact)")
     fig.update_yaxes(title="attribution patching (estimate)")
-    return base_layout(fig, height=380, title=f"Agreement: Spearman {correlation:.2f}")
+    return base_layout(fig, height=380, title=f"Agreement: Spearman {pair.correlation:.2f}")
 
 
 def dla_bar(dla: DirectLogitAttribution, k: int = 15) -> go.Figure:
+    """The ``k`` largest direct contributions, one bar per component label."""
     ranked = dla.ranked(k)[::-1]
     fig = go.Figure(
         go.Bar(

@@ -8,16 +8,6 @@ import torch
 from scipy.stats import spearmanr
 
 from interp import InputError, load_model
-from interp.circuit_presets import (
-    align,
-    custom_task,
-    factual_task,
-    induction_task,
-    ioi_task,
-    metric_choices,
-    reference_batch,
-    with_metric,
-)
 from interp.circuits import (
     Component,
     Metric,
@@ -29,6 +19,16 @@ from interp.circuits import (
     circuit_faithfulness,
     direct_logit_attribution,
     patch_sweep,
+)
+from interp.circuits.tasks import (
+    align,
+    custom_task,
+    factual_task,
+    induction_task,
+    ioi_task,
+    metric_choices,
+    reference_batch,
+    with_metric,
 )
 from interp.hooks import count_hooks
 from interp.toy import induction as toy
@@ -82,7 +82,7 @@ def test_a_short_retraining_plants_the_same_structure(tmp_path):
 
 def test_activation_patching_puts_the_induction_head_first(planted, planted_task):
     denoise = patch_sweep(planted, planted_task.clean, planted_task.corrupted, planted_task.metric, "heads")
-    assert denoise.ranked(1)[0][0] == "L1 H2" and denoise.values[1, 2] > 0.8
+    assert denoise.ranked(1)[0][0] == "L1.H2" and denoise.values[1, 2] > 0.8
     noise = patch_sweep(planted, planted_task.clean, planted_task.corrupted, planted_task.metric, "heads", direction="noise")
     # Noising: putting a corrupted value into the clean run breaks what depends on it (score near 0).
     order = np.argsort(noise.values, axis=None)[:2]
@@ -100,7 +100,7 @@ def test_attribution_patching_agrees_with_activation_patching(planted, planted_t
     exact = patch_sweep(planted, planted_task.clean, planted_task.corrupted, planted_task.metric, "heads")
     estimate = attribution_patch(planted, planted_task.clean, planted_task.corrupted, planted_task.metric, "heads")
     assert spearmanr(exact.values.ravel(), estimate.values.ravel()).statistic >= 0.8
-    assert estimate.ranked(1)[0][0] == "L1 H2"
+    assert estimate.ranked(1)[0][0] == "L1.H2"
     assert estimate.forward_rows == 2 * planted_task.clean.shape[0]  # 2 forward passes (+ 1 backward), as promised
     # Both methods read the same two runs: their clean and corrupted metrics must agree.
     assert estimate.metric_clean == pytest.approx(exact.metric_clean, abs=1e-5)
@@ -122,10 +122,10 @@ def test_ablating_the_circuit_destroys_copying_and_nothing_else_does(planted, pl
 
 
 def test_keeping_only_the_circuit_keeps_the_behaviour(planted, planted_task, reference):
-    full, circuit_only, no_heads = circuit_faithfulness(
-        planted, planted_task.clean, [PREVIOUS_TOKEN, INDUCTION], planted_task.metric, reference=reference
-    )
-    assert abs(circuit_only - full) < 0.05 and no_heads > full + 3
+    circuit = [PREVIOUS_TOKEN, INDUCTION]
+    kept = circuit_faithfulness(planted, planted_task.clean, circuit, planted_task.metric, reference=reference)
+    assert abs(kept.circuit_only - kept.full) < 0.05 and kept.no_heads > kept.full + 3
+    assert kept.preserved == pytest.approx(1.0, abs=0.02) and kept.circuit == ("L0.H1", "L1.H2")
 
 
 def test_zero_and_resample_ablation(planted, planted_task):
@@ -249,8 +249,56 @@ def test_component_labels_name_their_component(planted):
 
 def test_ablating_the_layer_holding_the_induction_head_destroys_copying(planted, planted_task):
     clean, metric = planted_task.clean, planted_task.metric
-    attention = ablate(planted, clean, [Component.from_label("L1 attn_out")], metric, method="zero")
+    attention = ablate(planted, clean, [Component.from_label("L1.attn_out")], metric, method="zero")
     head = ablate(planted, clean, [Component.from_label("L1.H2")], metric, method="zero")
     # L1.H2 is layer 1's only writing head: zeroing the layer's attention output is zeroing that head.
     assert attention.metric_ablated == pytest.approx(head.metric_ablated, abs=1e-4)
     assert attention.metric_ablated > attention.metric_full + 1
+
+
+def test_every_component_kind_has_one_label_format():
+    assert [Component("head", 1, 2).label, Component("attn_out", 1).label, Component("mlp_out", 0).label] == [
+        "L1.H2",
+        "L1.attn_out",
+        "L0.mlp_out",
+    ]
+    assert Component("resid_pre", 1, 5).label == "L1.resid_pre@5"
+    assert Component.from_label("L1 resid_pre @ pos 5") == Component("resid_pre", 1, 5)  # the spelling before
+    assert Component("attn_out", 1).description == "L1 attention output"
+
+
+# --- the runs as specs ------------------------------------------------------------------------------------
+
+
+def test_patching_run_gives_both_methods_on_one_task(planted):
+    from interp.circuits import CircuitTask, PatchingRun
+
+    seen = []
+    pair = PatchingRun(CircuitTask("induction")).run(planted, lambda fraction, text: seen.append(fraction))
+    assert pair.activation.ranked(1)[0][0] == "L1.H2" and pair.attribution.method == "attribution"
+    assert -1 <= pair.correlation <= 1 and seen and max(seen) <= 1.0
+    with pytest.raises(InputError, match="Unknown direction"):
+        PatchingRun(CircuitTask("induction"), direction="sideways")
+
+
+def test_ablation_run_reports_faithfulness_only_for_heads(planted):
+    from interp.circuits import AblationRun, CircuitTask
+
+    task = CircuitTask("induction")
+    heads = AblationRun(task, ("L0.H1", "L1.H2"), method="zero").run(planted)
+    assert heads.ablation.change > 2 and heads.faithfulness is not None
+    layer = AblationRun(task, ("L1.attn_out",), method="zero").run(planted)
+    assert layer.faithfulness is None and layer.ablation.components == ("L1.attn_out",)
+    with pytest.raises(InputError, match="names no component"):
+        AblationRun(task, ("head 3",))
+    with pytest.raises(InputError, match="not in this model"):
+        AblationRun(task, ("L7.H0",)).run(planted)
+
+
+def test_direct_logit_attribution_run_needs_a_logit_metric(tiny_llama):
+    from interp.circuits import CircuitTask, DirectLogitAttributionRun
+
+    with pytest.raises(InputError, match="explains a logit"):
+        DirectLogitAttributionRun(CircuitTask("induction"))
+    dla = DirectLogitAttributionRun(CircuitTask.custom(*PAIR, " Mary", " John")).run(tiny_llama)
+    assert abs(dla.total - dla.metric) <= 1e-3 and {label for label, _ in dla.ranked(50)} >= {"L0.H0", "L1.mlp_out"}

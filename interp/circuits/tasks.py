@@ -1,4 +1,7 @@
-"""Ready-made clean/corrupted prompt pairs with their metric, and custom pairs with validation.
+"""The tasks a circuit is found on: ready-made clean/corrupted prompt pairs with their metric, and custom pairs.
+
+A run names its task by a :class:`CircuitTask` (a preset's name, or a custom pair, and the metric), which
+:meth:`CircuitTask.build` turns into the token batches of a :class:`PatchingTask`.
 
 * **Induction** — random tokens ``R R`` (clean) against ``R' R`` (corrupted: a different first
   half, so the second half has nothing to copy). Metric: loss on the second half's tokens.
@@ -12,15 +15,18 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import torch
 
-from interp.circuits import Metric
+from interp.circuits.metric import Metric
 from interp.errors import InputError
 from interp.loading import LoadedModel
 from interp.tokens import baseline_token_id, pad_rows, single_token_id, token_labels, tokenize
 
 PRESETS = ("induction", "ioi", "factual")
+TaskName = Literal["induction", "ioi", "factual", "custom"]
+MetricKind = Literal["logit_diff", "log_prob", "repeated_loss"]
 PRESET_TITLES = {
     "induction": "Induction (repeated random tokens)",
     "ioi": "Indirect object identification",
@@ -194,3 +200,62 @@ def _stack_task(model, name, clean_rows, corrupt_rows, metric, texts, corrupt_te
     return PatchingTask(
         name, clean, corrupted, metric, tuple(texts), tuple(corrupt_texts), tuple(token_labels(model, clean_rows[0]))
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The task a run names (what its spec holds)
+
+CUSTOM_CLEAN = "When Mary and John went to the store, John gave a drink to"
+CUSTOM_CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
+CUSTOM_ANSWER, CUSTOM_WRONG = " Mary", " John"
+
+
+@dataclasses.dataclass(frozen=True)
+class CircuitTask:
+    """Which prompts a circuit run uses and how it measures them: a preset by name, or a custom pair.
+
+    ``metric`` None measures with the task's own metric (the first of :func:`metric_choices`). ``align``
+    pads the shorter custom prompt at the start (:func:`align`) instead of refusing a pair that does not
+    line up. The prompt fields are read only for ``name="custom"``.
+    """
+
+    name: TaskName = "induction"
+    clean: str = CUSTOM_CLEAN
+    corrupted: str = CUSTOM_CORRUPTED
+    answer: str = CUSTOM_ANSWER
+    wrong: str = CUSTOM_WRONG
+    align: bool = False
+    metric: MetricKind | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in (*PRESETS, "custom"):
+            raise InputError(f"Unknown task {self.name!r}; choose from {', '.join((*PRESETS, 'custom'))}.")
+        if self.metric is not None and self.metric not in METRIC_TITLES:
+            raise InputError(f"Unknown metric {self.metric!r}; choose from {', '.join(METRIC_TITLES)}.")
+        if self.name == "custom" and not (self.clean.strip() and self.corrupted.strip()):
+            raise InputError("Write both a clean and a corrupted prompt.")
+
+    @classmethod
+    def custom(cls, clean: str, corrupted: str, answer: str, wrong: str, **options) -> CircuitTask:
+        return cls("custom", clean, corrupted, answer, wrong, **options)
+
+    @property
+    def metric_kind(self) -> str:
+        """The metric this task is measured by, once the task's own default is filled in."""
+        if self.metric is not None:
+            return self.metric
+        return "repeated_loss" if self.name == "induction" else "logit_diff"
+
+    def build(self, model: LoadedModel) -> PatchingTask:
+        """The token batches and metric for ``model``'s tokenizer."""
+        if self.name != "custom":
+            task = preset_task(model, self.name)
+        elif self.align:
+            task = aligned_task(model, self.clean, self.corrupted, self.answer, self.wrong)
+        else:
+            task = custom_task(model, self.clean, self.corrupted, self.answer, self.wrong)
+        return with_metric(task, self.metric_kind)
+
+    def describe(self) -> str:
+        own = PRESET_TITLES.get(self.name) or f"{self.clean!r} vs {self.corrupted!r}"
+        return f"{own}, measured by {METRIC_TITLES[self.metric_kind]}"
