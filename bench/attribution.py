@@ -8,7 +8,7 @@ import torch
 
 from bench.timing import measure, table
 from interp import intervene, load_model
-from interp.attribution import METHOD_TITLES, METHODS, Target, attribute
+from interp.attribution import METHODS, Target, attribute
 from interp.attribution_batch import run_attribution_batch
 from interp.prompt_files import PromptRow
 from interp.tokens import tokenize
@@ -40,7 +40,7 @@ def run(quick: bool = False) -> str:
         rate = result.n_evaluations * n / result.seconds
         extra = "" if result.convergence_delta is None else f"delta {result.convergence_delta:+.2f}"
         rows.append(
-            [METHOD_TITLES[method], f"{result.n_evaluations}", f"{result.seconds:.2f} s", f"{rate:,.0f} tok/s",
+            [METHODS[method].title, f"{result.n_evaluations}", f"{result.seconds:.2f} s", f"{rate:,.0f} tok/s",
              f"{rate / forward_rate:.2f}x", f"{rate / forward_last_rate:.2f}x", extra]
         )  # fmt: skip
     prompts = [

@@ -1,7 +1,8 @@
 """Attribution over a file of prompts: progress with an ETA, stoppable, partial results kept.
 
-The page and the command line (``python -m interp attribute``) both call
-:func:`run_attribution_batch`, so the same file, methods, settings and seed give the same numbers.
+The page and the command line (``python -m interp attribute``) both build a :class:`BatchAttribution`
+and run it, so the same rows, methods, settings and seed give the same numbers. The rows live in the
+spec, so a kept batch replays without its file.
 """
 
 from __future__ import annotations
@@ -11,15 +12,25 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from interp.attribution import METHOD_TITLES, Attribution, Target, attribute, faithfulness
-from interp.errors import SteerscopeError
+from interp.attribution import (
+    DEFAULT_BUDGET,
+    METHODS,
+    Attribution,
+    AttributionMethod,
+    Target,
+    attribute,
+    faithfulness,
+    method_of,
+)
+from interp.errors import InputError, SteerscopeError
 from interp.loading import LoadedModel
 from interp.prompt_files import PromptFile, PromptRow
+from interp.runs.spec import Progress, RunSpec, StopCheck, check_count, default_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,17 +85,16 @@ def target_for(row: PromptRow) -> Target:
 def run_attribution_batch(
     model: LoadedModel,
     prompts: PromptFile | Sequence[PromptRow],
-    methods: Sequence[str],
+    methods: Sequence[str | AttributionMethod],
     *,
-    settings: dict[str, dict[str, Any]] | None = None,
-    budget: int | None = None,
+    budget: int = DEFAULT_BUDGET,
     seed: int = 0,
     with_faithfulness: bool = True,
     on_item: Callable[[BatchItem], None] | None = None,
     on_progress: Callable[[BatchProgress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    should_stop: StopCheck | None = None,
 ) -> BatchResult:
-    """Explain every prompt with every method.
+    """Explain every prompt with every method (names take the method's default options).
 
     Args:
         on_item: Called with each finished item as soon as it is done (callers keep partial results).
@@ -92,7 +102,8 @@ def run_attribution_batch(
         should_stop: Polled between items; True stops the batch, keeping what is done.
     """
     rows = prompts.rows if isinstance(prompts, PromptFile) else tuple(prompts)
-    jobs = [(row, method) for row in rows for method in methods]
+    chosen = [method_of(method) for method in methods]
+    jobs = [(row, method) for row in rows for method in chosen]
     items: list[BatchItem] = []
     start = time.perf_counter()
     stopped = False
@@ -100,22 +111,18 @@ def run_attribution_batch(
         if should_stop is not None and should_stop():
             stopped = True
             break
-        options = dict((settings or {}).get(method, {}))
-        kwargs: dict[str, Any] = {"seed": seed, **options}
-        if budget is not None:
-            kwargs["budget"] = budget
         try:
-            result = attribute(model, row.prompt, target_for(row), method, **kwargs)
+            result = attribute(model, row.prompt, target_for(row), method, budget=budget, seed=seed)
             curves = faithfulness(model, result) if with_faithfulness else None
             item = BatchItem(
                 row.line,
-                method,
+                method.name,
                 result,
                 comprehensiveness=curves.comprehensiveness if curves else None,
                 sufficiency=curves.sufficiency if curves else None,
             )
         except SteerscopeError as exc:
-            item = BatchItem(row.line, method, None, error=str(exc))
+            item = BatchItem(row.line, method.name, None, error=str(exc))
         items.append(item)
         if on_item is not None:
             on_item(item)
@@ -124,13 +131,67 @@ def run_attribution_batch(
     return BatchResult(tuple(items), len(jobs), stopped)
 
 
+@dataclasses.dataclass(frozen=True)
+class BatchAttribution(RunSpec):
+    """Every prompt row explained by every method, each with its faithfulness check (unless turned off).
+
+    A row that fails (a target of several tokens, over budget) is kept as an item with its error; the
+    batch goes on.
+    """
+
+    kind: ClassVar[str] = "attribution_batch"
+    title: ClassVar[str] = "Attribution over a file of prompts"
+    mirrors = (run_attribution_batch,)
+
+    rows: tuple[PromptRow, ...]
+    methods: tuple[AttributionMethod, ...]
+    budget: int = default_of(run_attribution_batch, "budget")
+    seed: int = default_of(run_attribution_batch, "seed")
+    with_faithfulness: bool = default_of(run_attribution_batch, "with_faithfulness")
+
+    def __post_init__(self) -> None:
+        if not self.rows:
+            raise InputError("There are no prompts to explain; the file has no usable row.")
+        if isinstance(self.methods, str | AttributionMethod) or not self.methods:
+            raise InputError("Choose at least one attribution method.")
+        object.__setattr__(self, "rows", tuple(self.rows))
+        object.__setattr__(self, "methods", tuple(method_of(m) for m in self.methods))
+        check_count("budget (model evaluations per run)", self.budget)
+        check_count("seed", self.seed, low=0)
+
+    @property
+    def total(self) -> int:
+        return len(self.rows) * len(self.methods)
+
+    def run(
+        self,
+        model: LoadedModel,
+        progress: Progress | None = None,
+        *,
+        should_stop: StopCheck | None = None,
+        on_item: Callable[[BatchItem], None] | None = None,
+    ) -> BatchResult:
+        """Run the batch; ``should_stop`` is polled between items and ``on_item`` gets each one as it is done."""
+        return run_attribution_batch(
+            model,
+            self.rows,
+            self.methods,
+            budget=self.budget,
+            seed=self.seed,
+            with_faithfulness=self.with_faithfulness,
+            on_item=on_item,
+            on_progress=None if progress is None else lambda p: progress(p.fraction, p.describe()),
+            should_stop=should_stop,
+        )
+
+
 def batch_frame(items: Sequence[BatchItem], top_k: int = 3) -> pd.DataFrame:
     """One row per (prompt, method): target, its value, top tokens, all scores, faithfulness, cost."""
     records = []
     for item in items:
         a = item.attribution
         if a is None:
-            records.append({"line": item.line, "method": METHOD_TITLES[item.method], "error": item.error})
+            records.append({"line": item.line, "method": METHODS[item.method].title, "error": item.error})
             continue
         records.append(
             {

@@ -27,7 +27,7 @@ from interp.errors import SteerscopeError
 from interp.plots.attention import pattern_heatmap
 from interp.plots.circuits import dla_bar, patching_agreement, patching_heatmap
 from interp.toy import induction as toy
-from ui.cached import cached_run
+from ui.cached import cached_run, is_cached
 from ui.downloads import csv_download
 from ui.errors import shown_as_message
 from ui.model import KEY_CHOICE, KEY_CUSTOM, OTHER_CHOICE, require_model
@@ -132,10 +132,10 @@ def patching_section(model, choice: CircuitTask, built: PatchingTask) -> Patchin
     if not _on_screen(KEY_PATCHING_SPEC, model, spec):
         return spec
     pair = None
-    # A spinner, not a progress bar: st.cache_data replays element calls made inside a cached run, and a bar
-    # drawn on an earlier rerun no longer exists when a later rerun hits the cache.
-    with shown_as_message("The patching sweep"), st.spinner("Activation patching, then attribution patching"):
-        pair = cached_run(model, spec)
+    with shown_as_message("The patching sweep"):
+        bar = st.empty() if is_cached(model, spec) else st.progress(0.0, text="Activation patching, then attribution patching")
+        pair = cached_run(model, spec, lambda done, text: bar.progress(min(done, 1.0), text=text))
+        bar.empty()
     if pair is None:
         return spec
     if clicked and sites == "heads" and pair.activation.comparable:  # preselect the strongest heads for the ablation below

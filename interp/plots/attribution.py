@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from interp.attribution import METHOD_TITLES, Attribution, Faithfulness
+from interp.attribution import METHODS, Attribution, Faithfulness
 from interp.plots import base_layout, plot_text
 from interp.tokens import unique_labels
 
@@ -59,7 +59,7 @@ def faithfulness_curves(curves: Sequence[Faithfulness]) -> go.Figure:
     )
     for i, curve in enumerate(curves):
         colour = PALETTE[i % len(PALETTE)]
-        name = METHOD_TITLES[curve.method]
+        name = METHODS[curve.method].title
         x = 100 * curve.fractions
         fig.add_trace(
             go.Scatter(x=x, y=curve.deletion, name=name, line={"color": colour}, legendgroup=name,

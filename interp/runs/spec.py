@@ -96,6 +96,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple | list):
         if len(value) <= 12 and all(v is None or isinstance(v, bool | int | float | str) for v in value):
             return list(value)
+        if len(value) <= 12 and all(dataclasses.is_dataclass(v) for v in value):
+            return [_plain(v) for v in value]  # e.g. the methods of a comparison, each named
         return f"{len(value)} items"
     if dataclasses.is_dataclass(value):
         describe = getattr(value, "describe", None) or getattr(value, "title", None)

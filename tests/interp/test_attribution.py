@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 import numpy as np
 import pytest
 import torch
@@ -9,11 +12,21 @@ import torch
 from interp import InputError, intervene, load_model
 from interp.attribution import (
     METHODS,
+    AttributionMethod,
+    AttributionRun,
+    CheckedAttribution,
+    FeatureAblation,
+    GradientXInput,
+    IntegratedGradients,
+    MethodComparison,
+    MethodScores,
+    ShapleySampling,
     Target,
     attribute,
     estimate_evaluations,
     faithfulness,
     faithfulness_evaluations,
+    method_of,
     rank_agreement,
 )
 from interp.loading import load_hf_model
@@ -192,8 +205,6 @@ def test_faithfulness_curves_start_and_end_where_they_must(first_token_model, fi
 
 
 def test_faithfulness_ranks_a_faithful_method_above_a_shuffled_one(first_token_model, first_token_prompts):
-    import dataclasses
-
     result = attribute(first_token_model, first_token_prompts[1], Target.next_token(), "feature_ablation")
     reversed_scores = dataclasses.replace(result, scores=-result.scores)
     good, bad = faithfulness(first_token_model, result), faithfulness(first_token_model, reversed_scores)
@@ -262,6 +273,67 @@ def test_unknown_method_and_bad_targets_are_explained(tiny_llama):
         attribute(tiny_llama, IOI, Target.next_token(" Parisianistically"), "feature_ablation")
     with pytest.raises(InputError, match="continuation is empty"):
         Target.continuation("")
+
+
+# --- methods as objects, runs as values ---------------------------------------------------------
+
+
+def test_methods_are_objects_that_carry_their_options(tiny_llama):
+    assert list(METHODS) == ["shap", "integrated_gradients", "feature_ablation", "shapley_sampling", "gradient_x_input"]
+    assert method_of("ig") == IntegratedGradients() and method_of("shap", {"max_evals": 40}).max_evals == 40
+    assert IntegratedGradients(n_steps=128).evaluations(12) == estimate_evaluations("integrated_gradients", 12, {"n_steps": 128})
+    by_object = attribute(tiny_llama, IOI, None, ShapleySampling(n_samples=3))
+    by_name = attribute(tiny_llama, IOI, None, "shapley_sampling", n_samples=3)
+    assert by_object.method == "shapley_sampling" and np.array_equal(by_object.scores, by_name.scores)
+    with pytest.raises(InputError, match="Integrated Gradients has no setting 'max_evals'; its settings: n_steps"):
+        attribute(tiny_llama, IOI, None, "integrated_gradients", max_evals=10)
+    with pytest.raises(InputError, match="setting n_steps must be from 4 to 1024"):
+        IntegratedGradients(n_steps=2)
+
+
+def test_a_new_method_is_one_class(tiny_llama):
+    @dataclasses.dataclass(frozen=True)
+    class LastToken(AttributionMethod):
+        name: ClassVar[str] = "last_token_test"
+        title: ClassVar[str] = "Last token only"
+
+        def evaluations(self, n_tokens: int) -> int:
+            return 1
+
+        def scores(self, evaluator) -> MethodScores:
+            n = len(evaluator.resolved.prompt_ids)
+            return MethodScores(np.eye(n)[-1] * evaluator.unchanged())
+
+    try:
+        result = AttributionRun(IOI, "last_token_test").run(tiny_llama)
+        assert result.attribution.title == "Last token only" and result.attribution.n_evaluations == 1
+        assert result.attribution.scores[-1] == result.attribution.target_value
+    finally:
+        del METHODS["last_token_test"]
+
+
+def test_an_attribution_run_is_the_attribution_and_its_faithfulness(tiny_llama):
+    target = Target.contrast(" Mary", " John")
+    seen = []
+    checked = AttributionRun(IOI, FeatureAblation(), target).run(tiny_llama, lambda fraction, text: seen.append(fraction))
+    direct = attribute(tiny_llama, IOI, target, "feature_ablation")
+    assert isinstance(checked, CheckedAttribution) and np.array_equal(checked.attribution.scores, direct.scores)
+    assert checked.faithfulness.comprehensiveness == faithfulness(tiny_llama, direct).comprehensiveness
+    assert seen[0] == 0 and seen[-1] == 1
+    comparison = MethodComparison(IOI, ("feature_ablation", GradientXInput()), target).run(tiny_llama)
+    assert [a.method for a in comparison.attributions] == ["feature_ablation", "gradient_x_input"]
+    assert np.array_equal(comparison.attributions[0].scores, direct.scores)
+
+
+def test_run_specs_explain_bad_settings():
+    with pytest.raises(InputError, match="is a Python function, which a run cannot keep or replay"):
+        AttributionRun(IOI, "feature_ablation", Target.scalar(lambda ids: ids.float().sum(-1), "reward"))
+    with pytest.raises(InputError, match="Unknown attribution method 'lime'"):
+        MethodComparison(IOI, ("lime",))
+    with pytest.raises(InputError, match="at least one attribution method"):
+        MethodComparison(IOI, ())
+    with pytest.raises(InputError, match="budget"):
+        AttributionRun(IOI, "shap", budget=0)
 
 
 # --- the real model ---------------------------------------------------------------------------

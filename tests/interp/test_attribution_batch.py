@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from interp.attribution import Target, attribute
-from interp.attribution_batch import batch_frame, batch_json, driving_tokens, run_attribution_batch
+from interp.attribution import FeatureAblation, Target, attribute
+from interp.attribution_batch import BatchAttribution, batch_frame, batch_json, driving_tokens, run_attribution_batch
 from interp.prompt_files import read_prompt_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +41,20 @@ def test_stopping_keeps_the_rows_already_done(tiny_llama):
         tiny_llama, prompts, ["feature_ablation"], on_item=kept.append, should_stop=lambda: len(kept) >= 2
     )
     assert result.stopped and len(result.items) == 2 and kept == list(result.items)
+
+
+def test_the_batch_spec_holds_its_rows_reports_progress_and_stops(tiny_llama):
+    prompts = read_prompt_file("p.csv", CSV)
+    spec = BatchAttribution(prompts.rows, (FeatureAblation(),))
+    assert spec.total == 3 and spec.rows == prompts.rows  # it replays without the file
+    messages, kept = [], []
+    result = spec.run(tiny_llama, lambda fraction, text: messages.append((fraction, text)), on_item=kept.append)
+    assert [round(f, 2) for f, _ in messages] == [0.33, 0.67, 1.0] and "3 of 3 runs" in messages[-1][1]
+    assert not result.stopped and kept == list(result.items)
+    direct = run_attribution_batch(tiny_llama, prompts, ["feature_ablation"])
+    assert list(batch_frame(result.items)["scores"]) == list(batch_frame(direct.items)["scores"])
+    stopped = spec.run(tiny_llama, should_stop=lambda: True)
+    assert stopped.stopped and stopped.items == ()
 
 
 def test_exports_are_spreadsheet_safe_and_complete(tiny_llama):
