@@ -10,11 +10,7 @@ from bench.timing import measure, raw_greedy, table
 from interp import generate, load_model
 from interp.loading import load_hf_model
 from interp.tokens import tokenize
-from steering.apply import steer
-from steering.datasets import built_in
-from steering.make import mean_difference
-from steering.scores import SENTIMENT
-from steering.sweep import sweep
+from steering import SteeringSweep, built_in, mean_difference, steer
 
 
 def run(quick: bool = False) -> str:
@@ -33,7 +29,8 @@ def run(quick: bool = False) -> str:
 
     raw, ours = measure(hf_generate, repeats=repeats), measure(steered, repeats=repeats)
     start = time.perf_counter()
-    result = sweep(model, vector, SENTIMENT, layers=[4, 5], coefficients=[2.0, 3.0], n_samples=2, max_new_tokens=30)
+    spec = SteeringSweep(vector.at_layers([4, 5]), layers=(4, 5), coefficients=(2.0, 3.0))  # the spec's defaults, as on the page
+    result = spec.run(model)
     minutes = (time.perf_counter() - start) / 60
     rows = [
         ["raw HF generate (unsteered, KV cache)", f"{new_tokens / raw.median:.1f} tok/s", "1.00x"],
@@ -42,6 +39,7 @@ def run(quick: bool = False) -> str:
     return (
         "### Steered generation, 64 new tokens, greedy (SmolLM2-135M-Instruct)\n\n"
         + table(["path", "speed", "vs raw HF"], rows)
-        + f"\n\nSweep: {len(result.cells)} cells (+ the unsteered baseline) of {len(result.baseline.texts)} samples x 30 tokens "
+        + f"\n\nSweep: {len(result.cells)} cells (+ the unsteered baseline) of {len(result.baseline.texts)} samples "
+        + f"x {spec.max_new_tokens} tokens "
         + f"each in {minutes * 60:.0f} s = {len(result.cells) / minutes:.1f} cells/minute."
     )

@@ -3,31 +3,31 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 
 import pandas as pd
 import streamlit as st
 
 from interp.errors import SteerscopeError
-from interp.spreadsheet import to_csv_bytes
 from interp.prompt_files import read_prompt_file
-from interp.records import Bundle
+from interp.runs import RunSpec
+from interp.spreadsheet import to_csv_bytes
 from interp.tokens import tokenize
 from steering.datasets import BUILT_IN, ContrastPairs, built_in, read_pairs
-from steering.make import POSITIONS, actadd, mean_difference, pca_direction
+from steering.make import POSITIONS
 from steering.meaning import layer_cosines, token_effects, token_projections
 from steering.plots import cosine_heatmap, pareto_plot, sweep_heatmaps, token_effect_bars
-from steering.reward import reward_scorer
+from steering.runs import SteeringBatchEvaluation, SteeringEvaluation, SteeringSweep, behaviour_scorer
 from steering.scores import SCORERS
-from steering.sweep import NEUTRAL_PROMPTS, Evaluation, SweepResult, evaluate, sweep
+from steering.sweep import SweepResult
 from steering.vector import SteeringVector, load_vector
+from ui.cached import cached_run, cached_steering_vector
 from ui.errors import shown_as_message
 from ui.model import require_model
 from ui.records import keep_run
 from ui.render import md_escape, token_chips
+from ui.state import trained_reward_model
 
 KEY_SOURCE = "steer_source"
-KEY_SWEEP_RESULT = "steer_sweep_result"
 KEY_DATASET = "steer_dataset"
 KEY_PAIRS = "steer_pairs_editor"
 KEY_PAIRS_FILE = "steer_pairs_file"
@@ -42,11 +42,13 @@ KEY_PROMPT = "steer_prompt"
 KEY_SAMPLES = "steer_samples"
 KEY_SCORER = "steer_scorer"
 KEY_SWEEP = "steer_sweep"
+KEY_SWEEP_SPEC = "steer_sweep_spec"  # the sweep on screen (its spec; the result comes from the cache)
 KEY_SWEEP_CHART = "steer_sweep_chart"
 KEY_SWEEP_LAYERS = "steer_sweep_layers"
 KEY_SWEEP_COEFS = "steer_sweep_coefficients"
 KEY_BATCH_FILE = "steer_batch_file"
 KEY_BATCH_RUN = "steer_batch_run"
+KEY_BATCH_SPEC = "steer_batch_spec"
 KEY_PROJECT = "steer_projection_prompt"
 SOURCES = {
     "dataset": "A built-in dataset",
@@ -55,180 +57,113 @@ SOURCES = {
     "file": "A vector file",
 }
 METHODS = {"mean_difference": "Mean difference (CAA)", "pca": "First principal component (repeng)"}
+# Measured on SmolLM2 with the built-in sentiment vector (docs/PERFORMANCE.md): layer 4, coefficient 3
+# moves VADER both ways by 0.3+ while keeping perplexity within 2x. Where the sliders start, not a run default.
+START_LAYER, START_COEFFICIENT = 4, 3.0
+SWEEP_LAYERS, SWEEP_COEFFICIENTS = (4, 6, 8, 10), "1, 2, 3"
+GOALS = {"raise": "raised", "lower": "lowered", "both": "moved both ways"}
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _build(
-    _model,
-    weights: str,
-    source: str,
-    key: tuple,
-    _pairs: ContrastPairs | None,
-    method: str,
-    position: str,
-    layers: tuple[int, ...],
-) -> SteeringVector:
-    if source == "actadd":
-        return actadd(_model, key[0], key[1], layers)
-    maker = mean_difference if method == "mean_difference" else pca_direction
-    return maker(_model, _pairs, layers, position=position)
+def _stored_result(model, key: str, label: str):
+    """The spec kept in the session under ``key`` (a run started by a button) and its result, or (None, None).
+
+    Every rerun asks the cache, so the result stays on screen and only a changed spec recomputes (with a progress bar).
+    """
+    spec: RunSpec | None = st.session_state.get(key)
+    if spec is None:
+        return None, None
+    slot = st.empty()
+    with shown_as_message(label):
+        result = cached_run(model, spec, lambda fraction, message: slot.progress(min(max(fraction, 0.0), 1.0), text=message))
+        slot.empty()
+        return spec, result
+    return None, None  # the run failed: its message is shown
 
 
-def _kept_scorer(scorer_name: str) -> dict:
-    """A run scored by the reward model keeps that model with it, so the run can be replayed later."""
-    return {"reward_model": st.session_state["rlhf_state"]["reward"]} if scorer_name == "reward" else {}
-
-
-def _scorers(model) -> dict:
-    """The built-in scorers, plus the reward model if one was trained for this model (Reward & RLHF page)."""
-    scorers = dict(SCORERS)
-    reward = st.session_state.get("rlhf_state", {}).get("reward")
-    if reward is not None and reward.base_weights_sha256 == model.info.weights_sha256:
-        scorers["reward"] = reward_scorer(model, reward)
-    return scorers
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _evaluate(
-    _model,
-    _vector,
-    vector_key: str,
-    layer: int,
-    coefficient: float,
-    prompts: tuple,
-    scorer: str,
-    n_samples: int,
-    seed: int,
-    _scorer=None,
-) -> Evaluation:
-    return evaluate(
-        _model,
-        _vector,
-        layer,
-        coefficient,
-        _scorer or SCORERS[scorer],
-        prompts=prompts,
-        n_samples=n_samples,
-        max_new_tokens=30,
-        seed=seed,
+def vector_from_file(model) -> SteeringVector | None:
+    upload = st.file_uploader(
+        "Steering vector (.safetensors from Steerscope, .gguf from llama.cpp/repeng, or .npy)",
+        type=["safetensors", "gguf", "npy"],
+        key=KEY_VECTOR_FILE,
     )
+    if upload is None:
+        return None
+    vector = load_vector(upload.name, upload.getvalue(), model)
+    for warning in vector.check_for(model):
+        st.warning(warning)
+    return vector
 
 
-def _vector_key(vector: SteeringVector) -> str:
-    return hashlib.sha256(vector.to_safetensors()).hexdigest()[:16]
+def vector_from_pairs(model, source: str) -> SteeringVector:
+    pairs: ContrastPairs | None = None
+    left, right = st.columns(2)
+    if source == "dataset":
+        name = left.selectbox("Dataset", list(BUILT_IN), format_func=BUILT_IN.get, key=KEY_DATASET)
+        pairs, key = built_in(name), (name,)
+    elif source == "pairs":
+        uploaded = left.file_uploader("Pairs CSV (columns positive,negative)", type=["csv"], key=KEY_PAIRS_FILE)
+        starting = read_pairs(uploaded.name, uploaded.getvalue()) if uploaded is not None else built_in("sentiment")
+        edited = st.data_editor(
+            pd.DataFrame({"positive": starting.positive, "negative": starting.negative}),
+            num_rows="dynamic",
+            key=KEY_PAIRS,
+            height=220,
+            width="stretch",
+        )
+        pairs = read_pairs("edited pairs", to_csv_bytes(edited.dropna()[["positive", "negative"]]), name="my pairs")
+        key = (pairs.positive, pairs.negative)
+    else:
+        key = (left.text_input("Towards", "Love", key=KEY_ACTADD_POS), right.text_input("Away from", "Hate", key=KEY_ACTADD_NEG))
+    method, position = "actadd", "last"
+    if source != "actadd":
+        method = right.radio("Method", list(METHODS), format_func=METHODS.get, key=KEY_METHOD)
+        readings = {"last": "the last token", "mean": "the mean over tokens"}
+        position = right.radio(
+            "Read activations at", POSITIONS, format_func=readings.get, horizontal=True, key=KEY_POSITION, index=1
+        )
+    with st.spinner("Recording activations at every layer"):
+        layers = tuple(range(model.info.n_layers))
+        return cached_steering_vector(model, model.info.weights_sha256, source, key, pairs, method, position, layers)
 
 
-def _apply_clicked_cell(result: SweepResult) -> None:
-    points = [p for p in st.session_state[KEY_SWEEP_CHART].selection.points if "point_index" in p]
-    if points:
-        index = int(points[0]["point_index"])
-        layer_i, coef_i = divmod(index, len(result.coefficients))
-        st.session_state[KEY_LAYER] = result.layers[layer_i]
-        st.session_state[KEY_COEF] = float(result.coefficients[coef_i])
-
-
-st.title("Steering")
-st.caption(
-    "Make the model more X: build a direction from contrasting text, add it to the residual stream while the model "
-    "writes, and see how much it changes the behaviour and what it costs in fluency."
-)
-model = require_model()
-info = model.info
-all_layers = tuple(range(info.n_layers))
-
-# ---------------------------------------------------------------------------------------------- the vector
-vector: SteeringVector | None = None
-with st.container(border=True):
+def vector_section(model) -> SteeringVector | None:
     st.subheader("1 · The vector")
     source = st.radio("Make it from", list(SOURCES), format_func=SOURCES.get, horizontal=True, key=KEY_SOURCE)
+    vector = None
     with shown_as_message("Building the vector"):
-        if source == "file":
-            upload = st.file_uploader(
-                "Steering vector (.safetensors from Steerscope, .gguf from llama.cpp/repeng, or .npy)",
-                type=["safetensors", "gguf", "npy"],
-                key=KEY_VECTOR_FILE,
-            )
-            if upload is not None:
-                vector = load_vector(upload.name, upload.getvalue(), model)
-                for warning in vector.check_for(model):
-                    st.warning(warning)
-        else:
-            pairs: ContrastPairs | None = None
-            key: tuple = ()
-            left, right = st.columns(2)
-            if source == "dataset":
-                name = left.selectbox("Dataset", list(BUILT_IN), format_func=BUILT_IN.get, key=KEY_DATASET)
-                pairs, key = built_in(name), (name,)
-            elif source == "pairs":
-                uploaded = left.file_uploader("Pairs CSV (columns positive,negative)", type=["csv"], key=KEY_PAIRS_FILE)
-                starting = read_pairs(uploaded.name, uploaded.getvalue()) if uploaded is not None else built_in("sentiment")
-                edited = st.data_editor(
-                    pd.DataFrame({"positive": starting.positive, "negative": starting.negative}),
-                    num_rows="dynamic",
-                    key=KEY_PAIRS,
-                    height=220,
-                    width="stretch",
-                )
-                rows = edited.dropna()
-                pairs = read_pairs("edited pairs", to_csv_bytes(rows[["positive", "negative"]]), name="my pairs")
-                key = (pairs.positive, pairs.negative)
-            else:
-                positive = left.text_input("Towards", "Love", key=KEY_ACTADD_POS)
-                negative = right.text_input("Away from", "Hate", key=KEY_ACTADD_NEG)
-                key = (positive, negative)
-            method, position = "actadd", "last"
-            if source != "actadd":
-                method = right.radio("Method", list(METHODS), format_func=METHODS.get, key=KEY_METHOD)
-                position = right.radio(
-                    "Read activations at",
-                    POSITIONS,
-                    format_func={"last": "the last token", "mean": "the mean over tokens"}.get,
-                    horizontal=True,
-                    key=KEY_POSITION,
-                    index=1,
-                )
-            with st.spinner("Recording activations at every layer"):
-                vector = _build(model, info.weights_sha256, source, key, pairs, method, position, all_layers)
+        vector = vector_from_file(model) if source == "file" else vector_from_pairs(model, source)
     if vector is not None:
+        norms = vector.norms().values()
         st.caption(
-            f"{md_escape(vector.source)} · {len(vector.layers)} layers · norm at each layer "
-            f"{min(vector.norms().values()):.1f}–{max(vector.norms().values()):.1f}"
+            f"{md_escape(vector.source)} · {len(vector.layers)} layers · norm at each layer {min(norms):.1f}–{max(norms):.1f}"
         )
-if vector is None:
-    st.stop()
+    return vector
 
-# ---------------------------------------------------------------------------------------------- live tuning
-with st.container(border=True):
+
+def tune_section(model, vector: SteeringVector) -> SteeringEvaluation | None:
+    """Sliders for the layer and coefficient, and the steered samples beside the unsteered ones."""
     st.subheader("2 · Tune it")
-    layer_options = [layer for layer in vector.layers]
-    # Measured on SmolLM2 with the built-in sentiment vector (docs/PERFORMANCE.md): layer 4,
-    # coefficient 3 moves VADER both ways by 0.3+ while keeping perplexity within 2x.
-    st.session_state.setdefault(KEY_LAYER, 4 if 4 in layer_options else layer_options[len(layer_options) // 5])
-    st.session_state.setdefault(KEY_COEF, 3.0)
+    layers = list(vector.layers)
+    st.session_state.setdefault(KEY_LAYER, START_LAYER if START_LAYER in layers else layers[len(layers) // 5])
+    st.session_state.setdefault(KEY_COEF, START_COEFFICIENT)
+    reward = trained_reward_model(model)
+    scorers = [*SCORERS, "reward"] if reward is not None else list(SCORERS)
     controls = st.columns([2, 2, 2, 1])
-    layer = controls[0].select_slider("Layer", options=layer_options, key=KEY_LAYER)
+    layer = controls[0].select_slider("Layer", options=layers, key=KEY_LAYER)
     coefficient = controls[1].slider("Coefficient", -8.0, 8.0, step=0.5, key=KEY_COEF)
-    scorers = _scorers(model)
-    scorer_name = controls[2].selectbox("Behaviour score", list(scorers), format_func=lambda s: scorers[s].name, key=KEY_SCORER)
-    n_samples = controls[3].number_input("Samples", 1, 8, 2, key=KEY_SAMPLES)
-    prompt = st.text_input("Prompt", NEUTRAL_PROMPTS[0], key=KEY_PROMPT)
+    label = {name: behaviour_scorer(model, name, reward) for name in scorers}
+    scorer = controls[2].selectbox("Behaviour score", scorers, format_func=lambda s: label[s].name, key=KEY_SCORER)
+    n_samples = controls[3].number_input("Samples", 1, 8, SteeringEvaluation.default("n_samples"), key=KEY_SAMPLES)
+    prompt = st.text_input("Prompt", SteeringEvaluation.default("prompts")[0], key=KEY_PROMPT)
     with shown_as_message("Generating"), st.spinner("Generating unsteered and steered samples with the same seeds"):
-        reward_key = scorer_name if scorer_name != "reward" else f"reward-{id(scorers['reward'])}"
-        result = _evaluate(
-            model,
-            vector,
-            _vector_key(vector),
-            layer,
-            float(coefficient),
-            (prompt,),
-            reward_key,
-            int(n_samples),
-            0,
-            _scorer=scorers[scorer_name],
-        )
+        spec = SteeringEvaluation(
+            vector.at_layers([layer]), layer, float(coefficient), scorer, reward if scorer == "reward" else None,
+            prompts=(prompt,), n_samples=int(n_samples),
+        )  # fmt: skip
+        result = cached_run(model, spec)
         numbers = st.columns(4)
         numbers[0].metric(
-            f"Behaviour ({scorers[scorer_name].unit})",
+            f"Behaviour ({label[scorer].unit})",
             f"{result.steered.mean_behaviour:+.3f}",
             f"{result.behaviour_gain:+.3f} vs unsteered",
         )
@@ -238,122 +173,78 @@ with st.container(border=True):
             f"x{result.perplexity_ratio:.2f} unsteered",
             delta_color="inverse",
         )
-        numbers[2].metric(
-            "Distinct bigrams",
-            f"{100 * result.steered.mean_distinct2:.0f}%",
-            f"{100 * (result.steered.mean_distinct2 - result.unsteered.mean_distinct2):+.0f} pts",
-        )
+        distinct_change = 100 * (result.steered.mean_distinct2 - result.unsteered.mean_distinct2)
+        numbers[2].metric("Distinct bigrams", f"{100 * result.steered.mean_distinct2:.0f}%", f"{distinct_change:+.0f} pts")
         numbers[3].metric("Time", f"{result.seconds:.1f} s")
         plain_col, steered_col = st.columns(2)
         plain_col.markdown("**Unsteered**")
         steered_col.markdown(f"**Steered** (layer {layer}, coefficient {coefficient:+g})")
-        for i in range(len(result.steered.texts)):
-            plain_col.text(prompt + result.unsteered.texts[i])
-            steered_col.text(prompt + result.steered.texts[i])
-        keep_run(
-            model,
-            "steering_evaluation",
-            {"prompts": [prompt]},
-            {
-                "layer": layer,
-                "coefficient": float(coefficient),
-                "scorer": scorer_name,
-                "n_samples": int(n_samples),
-                "max_new_tokens": 30,
-            },
-            Bundle({"vector": vector.at_layers([layer]), "evaluation": result, **_kept_scorer(scorer_name)}),
-            key="steer_keep",
-            seed=0,
-        )
+        for unsteered, steered in zip(result.unsteered.texts, result.steered.texts, strict=True):
+            plain_col.text(prompt + unsteered)
+            steered_col.text(prompt + steered)
+        keep_run(model, spec, result, key="steer_keep", label="this setting's samples")
+        return spec
+    return None
 
-# ---------------------------------------------------------------------------------------------- the sweep
-with st.container(border=True):
+
+def _apply_clicked_cell(result: SweepResult) -> None:
+    points = [p for p in st.session_state[KEY_SWEEP_CHART].selection.points if "point_index" in p]
+    if points:
+        layer_i, coef_i = divmod(int(points[0]["point_index"]), len(result.coefficients))
+        st.session_state[KEY_LAYER] = result.layers[layer_i]
+        st.session_state[KEY_COEF] = float(result.coefficients[coef_i])
+
+
+def sweep_section(model, vector: SteeringVector, tuned: SteeringEvaluation) -> None:
+    """Every layer x coefficient with the tuned scorer and samples; the sweep on screen stays until the next one."""
     st.subheader("3 · Sweep layers × coefficients")
-    sweep_cols = st.columns([3, 3, 1])
-    default_layers = [layer for layer in (4, 6, 8, 10) if layer in vector.layers] or list(vector.layers[:3])
-    sweep_layers = sweep_cols[0].multiselect("Layers", layer_options, default=default_layers, key=KEY_SWEEP_LAYERS)
-    coefficient_text = sweep_cols[1].text_input("Coefficients", "1, 2, 3", key=KEY_SWEEP_COEFS)
-    goal = "raise"
-    if sweep_cols[2].button("Run sweep", type="primary", key=KEY_SWEEP, disabled=not sweep_layers):
+    cols = st.columns([3, 3, 1])
+    layers = cols[0].multiselect(
+        "Layers", list(vector.layers), default=[la for la in SWEEP_LAYERS if la in vector.layers] or list(vector.layers[:3]),
+        key=KEY_SWEEP_LAYERS,
+    )  # fmt: skip
+    coefficient_text = cols[1].text_input("Coefficients", SWEEP_COEFFICIENTS, key=KEY_SWEEP_COEFS)
+    if cols[2].button("Run sweep", type="primary", key=KEY_SWEEP, disabled=not layers):
         try:
-            coefficients = [float(c) for c in coefficient_text.replace(";", ",").split(",") if c.strip()]
+            coefficients = tuple(float(c) for c in coefficient_text.replace(";", ",").split(",") if c.strip())
         except ValueError:
             st.error("Coefficients must be numbers separated by commas, like 1, 2, 3.")
-            coefficients = []
-        if coefficients:
-            bar = st.progress(0.0, text="Sampling the unsteered baseline")
-            with shown_as_message("The sweep"):
-                swept = sweep(
-                    model,
-                    vector,
-                    scorers[scorer_name],
-                    layers=sorted(sweep_layers),
-                    coefficients=coefficients,
-                    n_samples=int(n_samples),
-                    goal=goal,
-                    progress=lambda done, total: bar.progress(done / total, text=f"Cell {done} of {total}"),
-                )
-                # Kept with what made it: the vector and scorer may change after the sweep, its record must not.
-                st.session_state[KEY_SWEEP_RESULT] = {
-                    "sweep": swept,
-                    "vector": vector,
-                    "scorer": scorer_name,
-                    "n_samples": int(n_samples),
-                    **_kept_scorer(scorer_name),
-                }
-            bar.empty()
-    swept_with: dict | None = st.session_state.get(KEY_SWEEP_RESULT)
-    swept: SweepResult | None = swept_with["sweep"] if swept_with else None
-    if swept is not None:
-        st.plotly_chart(
-            sweep_heatmaps(swept),
-            key=KEY_SWEEP_CHART,
-            on_select=functools.partial(_apply_clicked_cell, swept),
-            selection_mode="points",
-        )
-        best = swept.recommended()
-        if best is None:
-            st.warning(
-                f"No setting raised the behaviour while keeping perplexity within {swept.max_perplexity_ratio:g}x: "
-                "try smaller coefficients or other layers."
-            )
         else:
-            st.success(
-                f"Recommended: layer {best.layer}, coefficient {best.coefficient:g} — "
-                f"behaviour {best.behaviour - swept.baseline.mean_behaviour:+.3f}, "
-                f"perplexity x{best.perplexity_ratio:.2f}. Click any cell above to apply it."
-            )
-        st.plotly_chart(pareto_plot(swept))
-        st.caption(
-            f"{len(swept.cells)} cells in {swept.seconds:.0f} s ({60 * len(swept.cells) / swept.seconds:.1f} cells/minute); "
-            f"each cell: {len(swept.baseline.texts)} samples of 30 tokens, the same seeds in every cell."
+            with shown_as_message("The sweep"):
+                # Kept with what made it: the vector and scorer may change after the sweep, its record must not.
+                st.session_state[KEY_SWEEP_SPEC] = SteeringSweep(
+                    vector.at_layers(sorted(layers)), tuple(sorted(layers)), coefficients, tuned.scorer, tuned.reward_model,
+                    n_samples=tuned.n_samples,
+                )  # fmt: skip
+    spec, swept = _stored_result(model, KEY_SWEEP_SPEC, "The sweep")
+    if swept is None:
+        return
+    chart = sweep_heatmaps(swept)
+    st.plotly_chart(chart, key=KEY_SWEEP_CHART, on_select=functools.partial(_apply_clicked_cell, swept), selection_mode="points")
+    best = swept.recommended()
+    if best is None:
+        st.warning(
+            f"No setting {GOALS[swept.goal]} the behaviour while keeping perplexity within {swept.max_perplexity_ratio:g}x: "
+            "try smaller coefficients or other layers."
         )
-        st.download_button(
-            "Download the sweep (CSV)",
-            data=lambda: to_csv_bytes(swept.to_frame()),
-            file_name="steering_sweep.csv",
-            on_click="ignore",
+    else:
+        st.success(
+            f"Recommended: layer {best.layer}, coefficient {best.coefficient:g} — "
+            f"behaviour {best.behaviour - swept.baseline.mean_behaviour:+.3f}, "
+            f"perplexity x{best.perplexity_ratio:.2f}. Click any cell above to apply it."
         )
-        sweep_settings = {
-            "layers": list(swept.layers),
-            "coefficients": list(swept.coefficients),
-            "scorer": swept_with["scorer"],
-            "n_samples": swept_with["n_samples"],
-            "max_new_tokens": 30,
-            "goal": swept.goal,
-        }
-        keep_run(
-            model,
-            "steering_sweep",
-            {"prompts": list(NEUTRAL_PROMPTS)},
-            sweep_settings,
-            Bundle({key: value for key, value in swept_with.items() if key not in ("scorer", "n_samples")}),
-            key="steer_sweep_keep",
-            seed=0,
-        )
+    st.plotly_chart(pareto_plot(swept))
+    st.caption(
+        f"{len(swept.cells)} cells in {swept.seconds:.0f} s "
+        f"({60 * len(swept.cells) / max(swept.seconds, 1e-9):.1f} cells/minute); "
+        f"each cell: {len(swept.baseline.texts)} samples of {spec.max_new_tokens} tokens, the same seeds in every cell."
+    )
+    csv = functools.partial(to_csv_bytes, swept.to_frame())
+    st.download_button("Download the sweep (CSV)", data=csv, file_name="steering_sweep.csv", on_click="ignore")
+    keep_run(model, spec, swept, key="steer_sweep_keep", label="the sweep")
 
-# ---------------------------------------------------------------------------------------------- meaning and export
-with st.container(border=True):
+
+def meaning_section(model, vector: SteeringVector, layer: int) -> None:
     st.subheader("4 · What the vector means")
     with shown_as_message("Reading the vector"):
         st.plotly_chart(token_effect_bars(token_effects(model, vector, layer)))
@@ -371,24 +262,22 @@ with st.container(border=True):
         if len(vector.layers) > 1:
             st.plotly_chart(cosine_heatmap(layer_cosines(vector), vector.layers))
 
-with st.container(border=True):
+
+def export_section(vector: SteeringVector, layer: int, coefficient: float) -> None:
     st.subheader("5 · Take it with you")
     chosen = vector.at_layers([layer]) * coefficient
-    export_cols = st.columns(3)
-    export_cols[0].download_button(
+    cols = st.columns(3)
+    cols[0].download_button(
         "Vector at this layer × coefficient (.safetensors)",
         data=chosen.to_safetensors(),
         file_name=f"steering_L{layer}.safetensors",
         on_click="ignore",
     )
     with shown_as_message("Exporting for llama.cpp"):
-        export_cols[1].download_button(
-            "For llama.cpp (.gguf control vector)",
-            data=lambda: chosen.to_gguf(),
-            file_name=f"steering_L{layer}.gguf",
-            on_click="ignore",
+        cols[1].download_button(
+            "For llama.cpp (.gguf control vector)", data=chosen.to_gguf, file_name=f"steering_L{layer}.gguf", on_click="ignore"
         )
-    export_cols[2].download_button(
+    cols[2].download_button(
         "All layers, unscaled (.safetensors)",
         data=vector.to_safetensors(),
         file_name="steering_all_layers.safetensors",
@@ -399,8 +288,9 @@ with st.container(border=True):
         "llama.cpp adds direction.N to block N's output, which is Steerscope's resid_pre of block N+1)."
     )
 
-# ---------------------------------------------------------------------------------------------- batch evaluation
-with st.container(border=True):
+
+def batch_section(model, tuned: SteeringEvaluation) -> None:
+    """The tuned setting on every prompt of a file; the table stays on screen (and keepable) after reruns."""
     st.subheader("6 · Evaluate on a file of prompts")
     batch_file = st.file_uploader(
         "Prompts (CSV/TSV with a 'prompt' column, TXT one per line, or JSONL)",
@@ -412,36 +302,46 @@ with st.container(border=True):
             prompts = read_prompt_file(batch_file.name, batch_file.getvalue(), count_tokens=lambda p: len(tokenize(model, p)))
         except SteerscopeError as exc:
             st.error(str(exc))
-            prompts = None
-        if prompts is not None:
+        else:
             st.caption(md_escape(prompts.summary()))
-            if st.button(f"Steer {len(prompts.rows)} prompts at layer {layer}, coefficient {coefficient:+g}", key=KEY_BATCH_RUN):
-                with shown_as_message("Batch evaluation"), st.spinner("Sampling every prompt unsteered and steered"):
-                    batch = evaluate(
-                        model,
-                        vector,
-                        layer,
-                        float(coefficient),
-                        scorers[scorer_name],
-                        prompts=[r.prompt for r in prompts.rows],
-                        n_samples=1,
-                        max_new_tokens=30,
-                    )
-                    frame = pd.DataFrame(
-                        {
-                            "prompt": batch.prompts,
-                            "unsteered": batch.unsteered.texts,
-                            "steered": batch.steered.texts,
-                            "behaviour_unsteered": batch.unsteered.behaviour,
-                            "behaviour_steered": batch.steered.behaviour,
-                            "perplexity_unsteered": batch.unsteered.perplexity,
-                            "perplexity_steered": batch.steered.perplexity,
-                        }
-                    )
-                    st.dataframe(frame, hide_index=True)
-                    st.download_button(
-                        "Download texts and scores (CSV)",
-                        data=to_csv_bytes(frame),
-                        file_name="steering_batch.csv",
-                        on_click="ignore",
-                    )
+            label = f"Steer {len(prompts.rows)} prompts at layer {tuned.layer}, coefficient {tuned.coefficient:+g}"
+            if st.button(label, key=KEY_BATCH_RUN):
+                with shown_as_message("Batch evaluation"):
+                    st.session_state[KEY_BATCH_SPEC] = SteeringBatchEvaluation(
+                        tuned.vector, tuned.layer, tuned.coefficient, tuple(r.prompt for r in prompts.rows), tuned.scorer,
+                        tuned.reward_model,
+                    )  # fmt: skip
+    spec, batch = _stored_result(model, KEY_BATCH_SPEC, "Batch evaluation")
+    if batch is None:
+        return
+    frame = batch.to_frame()
+    st.caption(f"{len(frame)} prompts at layer {spec.layer}, coefficient {spec.coefficient:+g}, scored by {batch.scorer}.")
+    st.dataframe(frame, hide_index=True)
+    st.download_button(
+        "Download texts and scores (CSV)", data=to_csv_bytes(frame), file_name="steering_batch.csv", on_click="ignore"
+    )
+    keep_run(model, spec, batch, key="steer_batch_keep", label="the file of prompts")
+
+
+st.title("Steering")
+st.caption(
+    "Make the model more X: build a direction from contrasting text, add it to the residual stream while the model "
+    "writes, and see how much it changes the behaviour and what it costs in fluency."
+)
+model = require_model()
+with st.container(border=True):
+    vector = vector_section(model)
+if vector is None:
+    st.stop()
+with st.container(border=True):
+    tuned = tune_section(model, vector)
+if tuned is None:
+    st.stop()
+with st.container(border=True):
+    sweep_section(model, vector, tuned)
+with st.container(border=True):
+    meaning_section(model, vector, tuned.layer)
+with st.container(border=True):
+    export_section(vector, tuned.layer, tuned.coefficient)
+with st.container(border=True):
+    batch_section(model, tuned)

@@ -2,7 +2,7 @@
 
 Behaviour scorers never use the steered model, so a vector cannot "win" by fooling its own judge:
 VADER sentiment (a lexicon and rules, shipped with ``vaderSentiment``), the rate of words from a
-topic list, or (see ``steering.reward``) a separately trained reward model. Damage is measured
+topic list, or (see ``steering.rlhf``) a separately trained reward model. Damage is measured
 as the perplexity of the steered text under the *unsteered* model — how surprising the unsteered
 model finds it — and as repetition (distinct-n: the share of n-grams that are unique).
 """

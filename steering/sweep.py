@@ -84,6 +84,23 @@ class Evaluation:
     def perplexity_ratio(self) -> float:
         return self.steered.mean_perplexity / self.unsteered.mean_perplexity
 
+    def to_frame(self):
+        """One row per sample: its prompt, the unsteered and steered texts, and their scores."""
+        import pandas as pd
+
+        per_prompt = len(self.steered.texts) // len(self.prompts)  # samples are grouped by prompt
+        return pd.DataFrame(
+            {
+                "prompt": [prompt for prompt in self.prompts for _ in range(per_prompt)],
+                "unsteered": self.unsteered.texts,
+                "steered": self.steered.texts,
+                "behaviour_unsteered": self.unsteered.behaviour,
+                "behaviour_steered": self.steered.behaviour,
+                "perplexity_unsteered": self.unsteered.perplexity,
+                "perplexity_steered": self.steered.perplexity,
+            }
+        )
+
 
 def _samples(model, prompts, hooks, *, n_samples, max_new_tokens, temperature, seed) -> list[Generation]:
     grouped = generate_batch(

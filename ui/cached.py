@@ -103,3 +103,21 @@ def cached_run(model: LoadedModel, spec: RunSpec, progress: Progress | None = No
 def is_cached(model: LoadedModel, spec: RunSpec) -> bool:
     """Whether ``cached_run(model, spec)`` would answer at once."""
     return (model.info.weights_sha256, spec.kind, spec.digest()) in run_cache()
+
+
+# ---------------------------------------------------------------------------------------------
+# Steering (pages/steering.py)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_steering_vector(
+    _model: LoadedModel, weights: str, source: str, key: tuple, _pairs: Any, method: str, position: str, layers: tuple[int, ...]
+) -> Any:
+    """A steering vector at ``layers`` made from one prompt pair (``source`` "actadd", ``key`` the pair) or from
+    contrast pairs (``key`` names them: a dataset name or the pairs' texts)."""
+    from steering.make import actadd, mean_difference, pca_direction
+
+    if source == "actadd":
+        return actadd(_model, key[0], key[1], layers)
+    maker = mean_difference if method == "mean_difference" else pca_direction
+    return maker(_model, _pairs, layers, position=position)

@@ -79,7 +79,9 @@ def train_dpo(
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     tokenizer = model.tokenizer
-    policy = AutoModelForCausalLM.from_pretrained(model.folder, dtype=torch.float32, attn_implementation="eager")
+    policy = AutoModelForCausalLM.from_pretrained(
+        model.folder, dtype=torch.float32, attn_implementation="eager", trust_remote_code=False, use_safetensors=True
+    )
     targets = [name for name in ("q_proj", "v_proj", "c_attn") if any(n.endswith(name) for n, _ in policy.named_modules())]
     policy = get_peft_model(
         policy, LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, target_modules=targets, lora_dropout=0.0, task_type="CAUSAL_LM")

@@ -20,6 +20,7 @@ PAGES = ["pages/home.py", "pages/attention.py", "pages/attribution.py", "pages/c
 PAGE_CHOICES = {
     ("attention", "max_tokens"): "a display limit: a pattern view of more tokens is too dense to read",
     ("logit_lens", "max_tokens"): "the same display limit",
+    ("steering_evaluation", "prompts"): "the Tune section samples the one prompt typed above its samples",
 }
 
 

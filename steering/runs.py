@@ -1,0 +1,238 @@
+"""The steering run kinds as values: an evaluation of one setting, a layer x coefficient sweep, and an
+evaluation over a file of prompts.
+
+Each spec holds everything its run needs — the vector, the prompts, the seed and, when the behaviour
+is scored by a trained reward model, that reward model — so a kept run replays without the page, the
+uploaded file or the session it came from. Scorers are named, never stored as functions: the run
+resolves the name (:func:`behaviour_scorer`) when it runs.
+
+Example:
+    >>> spec = SteeringEvaluation(vector.at_layers([4]), layer=4, coefficient=3.0, scorer="sentiment")
+    >>> evaluation = spec.run(model)
+    >>> evaluation.behaviour_gain
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar, Literal, get_args
+
+from interp.errors import InputError
+from interp.loading import LoadedModel
+from interp.runs import Progress, RunSpec, check_choice, check_count, check_finite, default_of
+from steering.apply import POSITION_MODES
+from steering.scores import SCORERS, Scorer
+from steering.sweep import Evaluation, SweepResult, evaluate, sweep
+from steering.vector import SteeringVector
+
+if TYPE_CHECKING:
+    from steering.rlhf import RewardModel
+
+ScorerName = Literal["sentiment", "weddings", "reward"]  # the built-in scorers (steering.scores.SCORERS) and "reward"
+SCORER_NAMES: tuple[str, ...] = get_args(ScorerName)
+Goal = Literal["raise", "lower", "both"]
+Positions = Literal["all", "prompt", "generated"]
+MAX_NEW_TOKENS = 512
+MAX_SAMPLES = 64
+
+
+_NO_REWARD_MODEL = (
+    "This run is scored by a reward model that was not kept with it, so it cannot run or be replayed: "
+    "give the reward model as well (reward_model=...)."
+)
+
+
+def behaviour_scorer(model: LoadedModel, name: str, reward_model: RewardModel | None = None) -> Scorer:
+    """The scorer called ``name``: a built-in one, or ``"reward"`` for ``reward_model`` scoring on ``model``."""
+    if name == "reward":
+        if reward_model is None:
+            raise InputError(_NO_REWARD_MODEL)
+        from steering.rlhf import reward_scorer
+
+        return reward_scorer(model, reward_model)
+    check_choice("scorer", name, SCORER_NAMES)
+    return SCORERS[name]
+
+
+def _normalise(spec: RunSpec, **values) -> None:
+    """Store settings in one canonical form (tuples, floats) so equal settings give equal digests."""
+    for name, value in values.items():
+        object.__setattr__(spec, name, value)
+
+
+def _check_scorer(scorer: str, reward_model: RewardModel | None) -> None:
+    check_choice("scorer", scorer, SCORER_NAMES)
+    if scorer == "reward" and reward_model is None:
+        raise InputError(_NO_REWARD_MODEL)
+
+
+def _check_prompts(prompts: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
+        raise InputError("Give at least one prompt (a list of texts).")
+    return tuple(prompts)
+
+
+def _check_layer(vector: SteeringVector, layers: Sequence[int]) -> None:
+    missing = [layer for layer in layers if layer not in vector.layers]
+    if missing:
+        raise InputError(f"The vector has no direction at layer(s) {missing}; make it at those layers first.")
+
+
+def _check_sampling(max_new_tokens: int, temperature: float) -> None:
+    check_count("number of new tokens", max_new_tokens, high=MAX_NEW_TOKENS)
+    check_finite("temperature", temperature, low=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class SteeringEvaluation(RunSpec):
+    """Unsteered and steered samples of some prompts (the same seeds) at one layer and coefficient, scored."""
+
+    kind: ClassVar[str] = "steering_evaluation"
+    title: ClassVar[str] = "Steering evaluation"
+    mirrors = (evaluate,)
+
+    vector: SteeringVector  # at least the chosen layer (pages keep just that one)
+    layer: int
+    coefficient: float
+    scorer: ScorerName = "sentiment"
+    reward_model: RewardModel | None = None  # needed when scorer == "reward"
+    prompts: tuple[str, ...] = default_of(evaluate, "prompts")
+    n_samples: int = default_of(evaluate, "n_samples")
+    max_new_tokens: int = default_of(evaluate, "max_new_tokens")
+    temperature: float = default_of(evaluate, "temperature")
+    seed: int = default_of(evaluate, "seed")
+    positions: Positions = default_of(evaluate, "positions")  # noqa: RUF009 (a str)
+
+    def __post_init__(self) -> None:
+        _check_layer(self.vector, [self.layer])
+        check_finite("coefficient", self.coefficient)
+        _check_scorer(self.scorer, self.reward_model)
+        check_count("number of samples", self.n_samples, high=MAX_SAMPLES)
+        _check_sampling(self.max_new_tokens, self.temperature)
+        check_choice("positions", self.positions, POSITION_MODES)
+        _normalise(self, coefficient=float(self.coefficient), prompts=_check_prompts(self.prompts))
+
+    def run(self, model: LoadedModel, progress: Progress | None = None) -> Evaluation:
+        if progress is not None:
+            progress(0.0, "Generating unsteered and steered samples with the same seeds")
+        return evaluate(
+            model,
+            self.vector,
+            self.layer,
+            self.coefficient,
+            behaviour_scorer(model, self.scorer, self.reward_model),
+            prompts=self.prompts,
+            n_samples=self.n_samples,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            seed=self.seed,
+            positions=self.positions,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class SteeringBatchEvaluation(RunSpec):
+    """One steered and one unsteered sample of every prompt of a file, scored: a table of texts and scores.
+
+    The prompts are held here (not the file), so the run replays without the upload.
+    """
+
+    kind: ClassVar[str] = "steering_batch_evaluation"
+    title: ClassVar[str] = "Steering on a file of prompts"
+    mirrors = (evaluate,)
+
+    vector: SteeringVector
+    layer: int
+    coefficient: float
+    prompts: tuple[str, ...]
+    scorer: ScorerName = "sentiment"
+    reward_model: RewardModel | None = None
+    max_new_tokens: int = default_of(evaluate, "max_new_tokens")
+    temperature: float = default_of(evaluate, "temperature")
+    seed: int = default_of(evaluate, "seed")
+
+    def __post_init__(self) -> None:
+        _check_layer(self.vector, [self.layer])
+        check_finite("coefficient", self.coefficient)
+        _check_scorer(self.scorer, self.reward_model)
+        _check_sampling(self.max_new_tokens, self.temperature)
+        _normalise(self, coefficient=float(self.coefficient), prompts=_check_prompts(self.prompts))
+
+    def run(self, model: LoadedModel, progress: Progress | None = None) -> Evaluation:
+        if progress is not None:
+            progress(0.0, f"Sampling {len(self.prompts)} prompts unsteered and steered")
+        return evaluate(
+            model,
+            self.vector,
+            self.layer,
+            self.coefficient,
+            behaviour_scorer(model, self.scorer, self.reward_model),
+            prompts=self.prompts,
+            n_samples=1,  # one row per prompt: the table pairs each prompt with its two texts
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            seed=self.seed,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class SteeringSweep(RunSpec):
+    """Every layer x coefficient cell evaluated with the same prompts and seeds, with a recommended setting."""
+
+    kind: ClassVar[str] = "steering_sweep"
+    title: ClassVar[str] = "Steering sweep"
+    mirrors = (sweep,)
+
+    vector: SteeringVector  # at least the swept layers
+    layers: tuple[int, ...]
+    coefficients: tuple[float, ...]
+    scorer: ScorerName = "sentiment"
+    reward_model: RewardModel | None = None
+    prompts: tuple[str, ...] = default_of(sweep, "prompts")
+    n_samples: int = default_of(sweep, "n_samples")
+    max_new_tokens: int = default_of(sweep, "max_new_tokens")
+    temperature: float = default_of(sweep, "temperature")
+    seed: int = default_of(sweep, "seed")
+    goal: Goal = default_of(sweep, "goal")  # noqa: RUF009 (a str)
+    max_perplexity_ratio: float = default_of(sweep, "max_perplexity_ratio")
+
+    def __post_init__(self) -> None:
+        if not self.layers:
+            raise InputError("Choose at least one layer to sweep.")
+        _check_layer(self.vector, self.layers)
+        if not self.coefficients:
+            raise InputError("Give at least one coefficient, like 1, 2, 3.")
+        for coefficient in self.coefficients:
+            check_finite("coefficient", coefficient)
+        _check_scorer(self.scorer, self.reward_model)
+        check_count("number of samples", self.n_samples, high=MAX_SAMPLES)
+        _check_sampling(self.max_new_tokens, self.temperature)
+        check_choice("goal", self.goal, get_args(Goal))
+        check_finite("perplexity limit", self.max_perplexity_ratio, low=1.0)
+        _normalise(
+            self,
+            layers=tuple(int(layer) for layer in self.layers),
+            coefficients=tuple(float(c) for c in self.coefficients),
+            prompts=_check_prompts(self.prompts),
+            max_perplexity_ratio=float(self.max_perplexity_ratio),
+        )
+
+    def run(self, model: LoadedModel, progress: Progress | None = None) -> SweepResult:
+        if progress is not None:
+            progress(0.0, "Sampling the unsteered baseline")
+        return sweep(
+            model,
+            self.vector,
+            behaviour_scorer(model, self.scorer, self.reward_model),
+            layers=self.layers,
+            coefficients=self.coefficients,
+            prompts=self.prompts,
+            n_samples=self.n_samples,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            seed=self.seed,
+            goal=self.goal,
+            max_perplexity_ratio=self.max_perplexity_ratio,
+            progress=None if progress is None else lambda done, total: progress(done / total, f"Cell {done} of {total}"),
+        )
