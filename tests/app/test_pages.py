@@ -164,6 +164,41 @@ def test_attribution_page_explains_a_bad_upload(name, content, message):
     assert any(message in error.value for error in app.error), [e.value for e in app.error]
 
 
+def test_attribution_results_stay_on_screen_and_are_kept_as_the_methods_compared(tiny, tiny_llama, run_store):
+    from interp.records import replay
+
+    app = open_page("pages/attribution.py", **tiny)
+    app.multiselect(key="attr_methods").set_value(["feature_ablation", "gradient_x_input"]).run()
+    app.button(key="attr_run").click().run()
+    assert not app.exception and not app.error
+    app.multiselect(key="attr_methods").set_value(["shap"]).run()  # changed after the run: the results stay
+    assert list(frame_with(app, "comprehensiveness (higher = better)")["method"]) == ["Feature ablation", "Gradient × input"]
+    app.button(key="attr_keep_save").click().run()
+    assert not app.exception and not app.error
+    (summary,) = run_store().list()
+    record = run_store().load(summary.run_id)
+    assert record.kind == "attribution_comparison"
+    assert [m.name for m in record.spec.methods] == ["feature_ablation", "gradient_x_input"]
+    assert replay(tiny_llama, record).matches
+
+
+def test_a_finished_attribution_batch_is_kept_with_its_rows(tiny, tiny_llama, run_store):
+    from interp.records import replay
+
+    app = open_page("pages/attribution.py", **tiny)
+    app.file_uploader(key="attr_upload").upload("p.txt", b"I love dogs because\nThe store is\n", "text/plain").run()
+    app.multiselect(key="attr_batch_methods").set_value(["feature_ablation"]).run()
+    app.button(key="attr_batch_run").click().run()
+    assert not app.exception and not app.error
+    app.button(key="attr_batch_keep_save").click().run()
+    assert not app.exception and not app.error
+    (summary,) = run_store().list()
+    record = run_store().load(summary.run_id)
+    assert record.kind == "attribution_batch"
+    assert [row.prompt for row in record.spec.rows] == ["I love dogs because", "The store is"]
+    assert replay(tiny_llama, record).matches
+
+
 @pytest.fixture()
 def run_store(tmp_path, monkeypatch):
     """The app's run store, kept in this test's own folder and emptied before and after it."""
@@ -193,7 +228,7 @@ def test_circuits_page_finds_the_planted_induction_head():
     app.button(key="circ_run").click().run()
     assert not app.exception and not app.error
     top = frame_with(app, "component")
-    assert top["component"].iloc[0] == "L1 H2"
+    assert top["component"].iloc[0] == "L1.H2"
     assert "L1.H2" in app.multiselect(key="circ_ablate").value  # the top heads are preselected for ablation
     app.button(key="circ_ablate_run").click().run()
     assert not app.exception and not app.error
@@ -206,7 +241,7 @@ def test_circuits_page_ablates_a_layers_attention_output():
     app.radio(key="circ_task").set_value("induction").run()
     picker = app.multiselect(key="circ_ablate")
     assert "L1 attention output" in picker.options and "L0 MLP output" in picker.options
-    picker.set_value(["L1 attn_out"]).run()
+    picker.set_value(["L1.attn_out"]).run()
     app.button(key="circ_ablate_run").click().run()
     assert not app.exception and not app.error
     metrics = {m.label: m.value for m in app.metric}
@@ -283,6 +318,24 @@ def test_a_steering_sweep_is_kept_with_its_own_settings_and_replays(tiny, tiny_l
     assert replay(tiny_llama, record).matches  # the same checkpoint, loaded outside the app
 
 
+def test_a_steering_batch_evaluation_stays_on_screen_and_is_kept_with_its_prompts(tiny, tiny_llama, run_store):
+    from interp.records import replay
+
+    app = open_page("pages/steering.py", **tiny)
+    app.file_uploader(key="steer_batch_file").upload("prompts.txt", b"I love\nThe store\n", "text/plain").run()
+    app.button(key="steer_batch_run").click().run()
+    assert not app.exception and not app.error
+    assert frame_with(app, "behaviour_steered")["prompt"].tolist() == ["I love", "The store"]
+    app.text_input(key="steer_projection_prompt").input("Rain again.").run()  # an unrelated rerun keeps the table
+    assert frame_with(app, "behaviour_steered").shape[0] == 2
+    app.button(key="steer_batch_keep_save").click().run()
+    assert not app.exception and not app.error
+    (summary,) = run_store().list()
+    record = run_store().load(summary.run_id)
+    assert record.kind == "steering_batch_evaluation" and record.spec.prompts == ("I love", "The store")
+    assert replay(tiny_llama, record).matches  # without the file
+
+
 def test_steering_page_refuses_a_vector_for_another_model():
     import torch
 
@@ -333,7 +386,7 @@ def test_rlhf_page_runs_dpo_shows_before_and_after_and_keeps_the_run(tiny, tiny_
 
 
 def test_rlhf_page_loads_a_downloaded_reward_model(tiny, tiny_llama):
-    from steering.reward import builtin_preferences, split_by_prompt, train_reward_model
+    from steering.rlhf import builtin_preferences, split_by_prompt, train_reward_model
 
     train, test = split_by_prompt(builtin_preferences())
     reward = train_reward_model(tiny_llama, train[:30], test[:10], layers=[1], steps=30).reward_model
@@ -348,12 +401,12 @@ def test_rlhf_page_loads_a_downloaded_reward_model(tiny, tiny_llama):
 
 
 def test_experiments_page_exports_several_runs_as_one_report(tiny_llama, run_store):
-    from interp.forward import next_token_predictions
+    from interp.forward import NextTokenRun, next_token_predictions
     from interp.records import new_record
 
     store = run_store()
     ids = [
-        store.save(new_record(tiny_llama, "next_token", {"prompt": p}, {}, next_token_predictions(tiny_llama, p)))
+        store.save(new_record(tiny_llama, NextTokenRun(p), next_token_predictions(tiny_llama, p)))
         for p in ("I love", "The store", "When Mary")
     ]
     app = open_page("pages/experiments.py")

@@ -13,8 +13,8 @@ import torch
 from interp import InputError, next_token_predictions
 from interp.attention import AttentionRun, HeadScoresRun, attention_patterns, compute_head_scores
 from interp.attribution import Target, attribute, faithfulness
-from interp.circuit_presets import custom_task
 from interp.circuits import Component, ablate, direct_logit_attribution, patch_sweep
+from interp.circuits.tasks import custom_task
 from interp.generation import generate
 from interp.lens import LogitLensRun, logit_lens
 from interp.records import Bundle, RunStore, compare_runs, export_report, new_record, numbers_of, replay
@@ -35,7 +35,7 @@ def _every_result(model):
 
     from interp.attribution_batch import BatchItem, BatchResult
     from steering.meaning import token_effects, token_projections
-    from steering.reward import builtin_preferences, split_by_prompt, train_reward_model
+    from steering.rlhf import builtin_preferences, split_by_prompt, train_reward_model
     from steering.rlhf import BestOfN, ComparisonRow, DPOLogEntry, DPOResult, InsideView
     from steering.scores import SENTIMENT
     from steering.sweep import evaluate, sweep
