@@ -16,8 +16,14 @@ only when complete, with a manifest of file sizes and SHA-256 digests; an entry 
 missing or does not match its files (a killed conversion, a truncated copy, a flipped bit) is
 deleted and rebuilt, never loaded.
 
-What we refuse: ``trust_remote_code`` (a config with ``auto_map``) and checkpoints that exist only
-as pickle files (``pytorch_model.bin``), because loading either runs code from the file.
+What we refuse, because loading it could run code from the folder: a folder where *any* JSON
+config (``config.json``, ``tokenizer_config.json``, ``generation_config.json``, processor configs,
+...) names custom code (``auto_map``, ``custom_pipelines``) or that ships ``custom_generate/``;
+checkpoints that exist only as pickle files (``pytorch_model.bin``); and PEFT adapter folders, whose
+adapter weights transformers would load beside the checked ones. Every ``from_pretrained`` call also
+passes ``trust_remote_code=False`` (never ``None``, which makes transformers ask on stdin), and a
+GGUF file is read from a private folder holding only a link to it, so the files beside it are never
+read. docs/SECURITY.md says what Steerscope refuses and what it trusts.
 """
 
 from __future__ import annotations
@@ -266,18 +272,18 @@ def converted_gguf_folder(gguf_path: Path, progress: ProgressFn | None = None) -
 def _read_gguf(gguf_path: Path) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with _quiet_transformers():
+    # transformers reads a GGUF through its folder, so the tokenizer_config.json or config.json a
+    # download left beside it would be read too (and could name custom code). Read it from a
+    # private folder that holds nothing but a link to the file.
+    with _quiet_transformers(), tempfile.TemporaryDirectory(prefix="steerscope-gguf-") as private:
+        (Path(private) / "model.gguf").symlink_to(gguf_path.resolve())
         try:
-            # trust_remote_code=False everywhere: a folder's auto_map (in any config file) must never run its code.
+            # trust_remote_code=False, never None: None makes transformers ask on stdin.
             tokenizer = AutoTokenizer.from_pretrained(
-                str(gguf_path.parent), gguf_file=gguf_path.name, trust_remote_code=False, local_files_only=True
+                private, gguf_file="model.gguf", trust_remote_code=False, local_files_only=True
             )
             model = AutoModelForCausalLM.from_pretrained(
-                str(gguf_path.parent),
-                gguf_file=gguf_path.name,
-                dtype=torch.float32,
-                trust_remote_code=False,
-                local_files_only=True,
+                private, gguf_file="model.gguf", dtype=torch.float32, trust_remote_code=False, local_files_only=True
             )
         except Exception as exc:  # transformers raises many types for unreadable files
             raise ModelLoadError(
@@ -310,11 +316,9 @@ def _checkpoint_from_folder(folder: Path, name: str, source: str) -> _Checkpoint
         config = json.loads(config_path.read_text())
     except ValueError as exc:
         raise ModelLoadError(f"{config_path} is not valid JSON ({exc}); re-save the checkpoint.") from None
-    if "auto_map" in config:
-        raise ModelLoadError(
-            f"{folder} needs custom model code (config.json has 'auto_map'). Steerscope does not run "
-            "code from checkpoints (trust_remote_code); use a model whose architecture transformers ships."
-        )
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{config_path} is not a JSON object; re-save the checkpoint.")
+    refuse_custom_code(folder)
     weights = sorted(folder.glob("*.safetensors"))
     if not weights:
         pickles = [p.name for p in folder.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".ckpt", ".pkl"}]
@@ -327,6 +331,64 @@ def _checkpoint_from_folder(folder: Path, name: str, source: str) -> _Checkpoint
         raise ModelLoadError(f"{folder} has a config.json but no *.safetensors weights.")
     digests = {p.name: sha256_file(p) for p in weights}
     return _Checkpoint(name=name, source=source, folder=folder, file_digests=digests)
+
+
+# Keys by which a config asks transformers to import Python from the folder (or another repo).
+CUSTOM_CODE_KEYS = ("auto_map", "custom_pipelines")
+# JSON files whose top-level keys are tokens, not settings: a token spelt "auto_map" is not a request for code.
+_VOCABULARY_FILES = frozenset({"tokenizer.json", "vocab.json", "added_tokens.json"})
+
+
+def custom_code_requests(folder: Path) -> list[str]:
+    """Every place in a checkpoint folder that asks for code to run, as 'file: what' lines.
+
+    Looks at each ``*.json`` file (top-level keys and one level down, where sub-configs such as
+    ``text_config`` live) for ``auto_map`` and ``custom_pipelines``, and for a ``custom_generate``
+    folder and a PEFT ``adapter_config.json``. A file that is not valid JSON is searched as text.
+    """
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        if path.name in _VOCABULARY_FILES or not path.is_file():
+            continue
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ModelLoadError(f"Cannot read {path} ({exc.strerror}); check its permissions.") from None
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            keys = [key for key in CUSTOM_CODE_KEYS if f'"{key}"'.encode() in raw]
+        else:
+            keys = _custom_code_keys(data)
+        found += [f"{path.name} has '{key}' (it names Python code to import)" for key in keys]
+    if (folder / "custom_generate").exists():
+        found.append("custom_generate/ holds Python code for generation")
+    if (folder / "adapter_config.json").exists():
+        found.append("adapter_config.json makes it a PEFT adapter (its extra weights would load unchecked)")
+    return found
+
+
+def _custom_code_keys(data: Any) -> list[str]:
+    if not isinstance(data, dict):
+        return []
+    levels = [data, *(value for value in data.values() if isinstance(value, dict))]
+    return sorted({key for key in CUSTOM_CODE_KEYS for level in levels if key in level})
+
+
+def refuse_custom_code(folder: Path) -> None:
+    """Raise :class:`ModelLoadError` if anything in ``folder`` asks for its own code to be run.
+
+    Raises:
+        ModelLoadError: naming each file and entry that was refused, and why.
+    """
+    found = custom_code_requests(folder)
+    if found:
+        raise ModelLoadError(
+            f"Refused to load {folder}: {'; '.join(found)}. Steerscope never runs code that comes with a "
+            "model (trust_remote_code): it would run with your permissions. Use a checkpoint of an "
+            "architecture transformers ships (llama, mistral, qwen2, gpt2, ...); if this one is such a "
+            "model and you trust the folder, delete those entries and files and load it again."
+        )
 
 
 def _checkpoint_from_hub_cache(repo_id: str) -> _Checkpoint:
@@ -394,6 +456,7 @@ def load_hf_model(folder: Path, *, dtype: torch.dtype = torch.float32, device: s
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    refuse_custom_code(Path(folder))  # every load path passes here, cache entries included
     with _quiet_transformers():
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
@@ -464,7 +527,12 @@ def load_model(
     with _quiet_transformers(), _quiet_logging("transformer_lens"):
         try:
             bridge = TransformerBridge.boot_transformers(
-                checkpoint.name, hf_model=hf_model, tokenizer=tokenizer, device=str(torch_device), dtype=dtype
+                checkpoint.name,
+                hf_model=hf_model,
+                tokenizer=tokenizer,
+                device=str(torch_device),
+                dtype=dtype,
+                trust_remote_code=False,
             )
         except Exception as exc:
             raise ModelLoadError(f"TransformerLens cannot wrap {checkpoint.name} ({type(hf_model).__name__}): {exc}") from exc
