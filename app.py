@@ -1,4 +1,8 @@
-"""Steerscope: the app's entry point. `make app` runs `streamlit run app.py` on 127.0.0.1:8501."""
+"""Steerscope: the app's entry point. `make app` runs `streamlit run app.py` on 127.0.0.1:8501.
+
+Started any other way, ui/serving.py still applies the safe settings, and refuses to serve other
+machines unless STEERSCOPE_ALLOW_REMOTE=1 (docs/SECURITY.md).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui.model import KEY_MODEL, model_sidebar
+from ui.serving import guard
 
 ROOT = Path(__file__).resolve().parent
 st.set_page_config(page_title="Steerscope", page_icon=str(ROOT / "ui" / "assets" / "favicon.png"), layout="wide")
@@ -21,6 +26,10 @@ PAGES = [
     st.Page("pages/experiments.py", title="Experiments", icon=":material/history:"),
 ]
 
-navigation = st.navigation(PAGES)
-st.session_state[KEY_MODEL] = model_sidebar()
-navigation.run()
+if guard():  # before anything else is drawn or loaded
+    navigation = st.navigation(PAGES)
+    from ui.errors import page_boundary
+
+    with page_boundary():  # whatever the picker or a page did not catch ends as a message, never a traceback
+        st.session_state[KEY_MODEL] = model_sidebar()
+        navigation.run()

@@ -12,11 +12,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 from collections.abc import Callable
 from pathlib import PurePath
 
 from interp.errors import InputError
+from interp.json_lines import json_object
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 MAX_ROWS = 500
@@ -170,12 +170,7 @@ def _read_jsonl(name: str, text: str) -> list[tuple[int, dict[str, str] | str]]:
         if not raw.strip():
             rows.append((number, "blank line"))
             continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{name}, line {number}, column {exc.colno}: not valid JSON ({exc.msg}).") from None
-        if not isinstance(record, dict):
-            raise InputError(f'{name}, line {number}: each line must be a JSON object like {{"prompt": "..."}}.')
+        record = json_object(name, number, raw)
         if "prompt" not in record:
             keys = ", ".join(repr(k) for k in record) or "none"
             raise InputError(f"{name}, line {number}: no 'prompt' field (found {keys}).")

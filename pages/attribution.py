@@ -23,7 +23,6 @@ from interp.attribution_batch import (
     driving_tokens,
     mean_faithfulness,
 )
-from interp.errors import SteerscopeError
 from interp.plots.attribution import driving_tokens_bar, faithfulness_curves, method_comparison, normalised
 from interp.prompt_files import MAX_PROMPT_TOKENS, MAX_ROWS, PromptFile, read_prompt_file
 from interp.tokens import tokenize
@@ -170,10 +169,10 @@ def upload_section(model) -> PromptFile | None:
     upload = st.file_uploader("Prompt file", type=["csv", "tsv", "txt", "jsonl"], key=KEY_UPLOAD)
     if upload is None:
         return None
-    try:
+    prompt_file = None
+    with shown_as_message(f"Reading {upload.name}"):
         prompt_file = read_prompt_file(upload.name, upload.getvalue(), count_tokens=lambda p: len(tokenize(model, p)))
-    except SteerscopeError as exc:
-        st.error(str(exc))
+    if prompt_file is None:
         return None
     st.success(md_escape(prompt_file.summary()))
     if prompt_file.skipped:

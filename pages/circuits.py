@@ -97,7 +97,7 @@ def task_section(model) -> tuple[CircuitTask, PatchingTask] | None:
                 choice = CircuitTask.custom(*texts)
                 built = choice.build(model)
             except SteerscopeError as exc:
-                st.warning(str(exc))
+                st.warning(md_escape(str(exc)))
                 if "token by token" in str(exc) and st.checkbox(ALIGN, key=KEY_ALIGN):
                     choice = dataclasses.replace(choice, align=True)
                     built = choice.build(model)

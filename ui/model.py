@@ -13,6 +13,8 @@ from pathlib import Path
 import streamlit as st
 
 from interp import DEFAULT_MODEL_NAME, LoadedModel, SteerscopeError, load_model
+from ui.errors import show_error
+from ui.render import md_escape
 
 DEFAULT_CHOICE = f"{DEFAULT_MODEL_NAME} (embedded)"
 OTHER_CHOICE = "Other: a folder, a .gguf file or a hub id"
@@ -31,7 +33,7 @@ def _cached_model(spec: str) -> LoadedModel:
     bar = st.sidebar.progress(0.0, text="Loading model")
 
     def report(fraction: float, message: str) -> None:
-        bar.progress(min(max(fraction, 0.0), 1.0), text=message)
+        bar.progress(min(max(fraction, 0.0), 1.0), text=md_escape(message))  # it can name the user's file
 
     try:
         return load_model(spec or None, progress=report)
@@ -75,13 +77,15 @@ def model_sidebar() -> LoadedModel | None:
             return None
         try:
             model = _cached_model(spec)
-        except SteerscopeError as exc:
-            st.session_state[KEY_LOAD_PROBLEM] = str(exc)
-            st.error(str(exc))
+        except Exception as exc:  # a folder or file the user typed can fail in any way: say so here, not as a crash
+            st.session_state[KEY_LOAD_PROBLEM] = (
+                str(exc) if isinstance(exc, SteerscopeError) else f"Loading it failed unexpectedly ({type(exc).__name__})."
+            )
+            show_error("Loading the model", exc)
             return None
         info = model.info
         st.caption(
-            f"**{info.name}** · {info.n_params / 1e6:.0f} M parameters · {info.n_layers} layers · "
+            f"**{md_escape(info.name)}** · {info.n_params / 1e6:.0f} M parameters · {info.n_layers} layers · "
             f"{info.n_heads} heads · {info.device}"
         )
     return model
@@ -102,6 +106,6 @@ def require_model() -> LoadedModel:
     model = st.session_state.get(KEY_MODEL)
     if model is None:
         problem = st.session_state.get(KEY_LOAD_PROBLEM) or "Choose one in the sidebar."
-        st.warning(f"No model is loaded. {problem}")
+        st.warning(f"No model is loaded. {md_escape(problem)}")
         st.stop()
     return model

@@ -1,18 +1,38 @@
-"""Small renderers for token-level views. All user text is HTML-escaped here, in one place."""
+"""Small renderers for token-level views, and the escaping of user text: HTML-escaped and Markdown-escaped here, in one place."""
 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 
 import streamlit as st
 
-MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!|<>~$:=")
+# Characters that start markup anywhere in a line: code, emphasis, links and images, autolinks and HTML,
+# tables, strikethrough, math, headings, entities. A backslash before ASCII punctuation makes it literal.
+_INLINE = re.compile(r"([\\`*_\[\]<>|~$#&])")
+_LINE_START = re.compile(r"^([ \t]*)([-+=])", re.MULTILINE)  # list items, setext underlines
+_ORDERED = re.compile(r"^([ \t]*\d+)([.)])", re.MULTILINE)  # "1." and "1)" start ordered lists
+# GFM finds bare URLs and e-mail addresses *after* escapes are resolved, so no backslash can stop them:
+# an invisible word joiner inside "://" and "www." and after "@" does.
+WORD_JOINER = "\u2060"
+_AUTOLINK = re.compile(r"(?i):(?=//)|www(?=\.)|@")
 
 
-def md_escape(text: str) -> str:
-    """User text made literal inside Streamlit markdown (captions, labels, st.markdown)."""
-    return "".join("\\" + ch if ch in MARKDOWN_SPECIALS else ch for ch in str(text))
+def md_escape(text: object) -> str:
+    r"""User text made literal inside Streamlit markdown: st.error/warning/info/success, captions, labels, st.markdown.
+
+    It reads exactly as typed (it adds only backslashes and invisible word joiners): no link, image,
+    HTML, emphasis, list or heading can come from it, and a bare URL or address is not made clickable.
+
+    Example:
+        >>> md_escape("**bold** [x](y)")
+        '\\*\\*bold\\*\\* \\[x\\](y)'
+    """
+    escaped = _INLINE.sub(r"\\\1", str(text))
+    escaped = _ORDERED.sub(r"\1\\\2", escaped)
+    escaped = _LINE_START.sub(r"\1\\\2", escaped)
+    return _AUTOLINK.sub(lambda match: match.group(0) + WORD_JOINER, escaped)
 
 
 def _colour(weight: float) -> str:

@@ -9,16 +9,18 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
 
 from interp.errors import InputError
+from interp.json_lines import json_object
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "preferences.jsonl"
 MAX_PAIRS = 2000
 MIN_PAIRS = 10
+FIELDS = ("prompt", "chosen", "rejected")
+EXAMPLE = '{"prompt": "...", "chosen": "...", "rejected": "..."}'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,13 +62,7 @@ def _json_lines(name: str, text: str) -> list[tuple[int, dict]]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{name}, line {number}, column {exc.colno}: not valid JSON ({exc.msg}).") from None
-        if not isinstance(value, dict):
-            raise InputError(f"{name}, line {number}: each line must be a JSON object.")
-        records.append((number, value))
+        records.append((number, json_object(name, number, line, EXAMPLE)))
     return records
 
 
@@ -82,7 +78,12 @@ def _csv_rows(name: str, text: str) -> list[tuple[int, dict]]:
 
 
 def _pair(name: str, number: int, row: dict) -> PreferencePair:
-    missing = [key for key in ("prompt", "chosen", "rejected") if not str(row.get(key) or "").strip()]
+    not_text = [key for key in (*FIELDS, "trait") if row.get(key) is not None and not isinstance(row[key], str)]
+    if not_text:
+        raise InputError(
+            f"{name}, line {number}: {not_text[0]!r} must be text (in quotes), not {type(row[not_text[0]]).__name__}."
+        )
+    missing = [key for key in FIELDS if not str(row.get(key) or "").strip()]
     if missing:
         raise InputError(f"{name}, line {number}: missing {', '.join(repr(m) for m in missing)}.")
     if str(row["chosen"]).strip() == str(row["rejected"]).strip():
