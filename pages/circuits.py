@@ -27,10 +27,11 @@ from interp.errors import SteerscopeError
 from interp.plots.attention import pattern_heatmap
 from interp.plots.circuits import dla_bar, patching_agreement, patching_heatmap
 from interp.toy import induction as toy
-from ui.cached import cached_run, is_cached
+from ui.cached import cached_run
 from ui.downloads import csv_download
 from ui.errors import shown_as_message
 from ui.model import KEY_CHOICE, KEY_CUSTOM, OTHER_CHOICE, require_model
+from ui.progress import run_with_progress
 from ui.records import keep_run
 from ui.render import md_escape
 
@@ -133,9 +134,7 @@ def patching_section(model, choice: CircuitTask, built: PatchingTask) -> Patchin
         return spec
     pair = None
     with shown_as_message("The patching sweep"):
-        bar = st.empty() if is_cached(model, spec) else st.progress(0.0, text="Activation patching, then attribution patching")
-        pair = cached_run(model, spec, lambda done, text: bar.progress(min(done, 1.0), text=text))
-        bar.empty()
+        pair = run_with_progress(model, spec, "Activation patching, then attribution patching")
     if pair is None:
         return spec
     if clicked and sites == "heads" and pair.activation.comparable:  # preselect the strongest heads for the ablation below

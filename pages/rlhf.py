@@ -32,9 +32,9 @@ from steering.rlhf.plots import (
     dpo_log_figure,
     inside_view_figure,
 )
-from ui.cached import cached_run
 from ui.errors import shown_as_message
 from ui.model import require_model
+from ui.progress import run_with_progress
 from ui.records import keep_run
 from ui.render import md_escape, token_chips
 from ui.state import set_trained_reward_model
@@ -75,14 +75,10 @@ def stored(key: str, model: LoadedModel):
 
 
 def run_cached(model: LoadedModel, spec, text: str):
-    """``cached_run`` under a spinner; None if it failed (the message is on the page).
-
-    No progress bar: an element a cached function updates cannot be replayed on a cache hit
-    (Streamlit's CacheReplayClosureError), so ``cached_run``'s progress must not draw on the page.
-    """
+    """``cached_run`` with a progress bar while it computes; None if it failed (the message is on the page)."""
     result = None
-    with shown_as_message(text), st.spinner(f"{text}…"):
-        result = cached_run(model, spec)
+    with shown_as_message(text):
+        result = run_with_progress(model, spec, f"{text}…")
     return result
 
 
