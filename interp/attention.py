@@ -24,15 +24,15 @@ for the head's behaviour on such sequences; a head can do other things on natura
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
 import threading
+from typing import ClassVar
 
 import numpy as np
 import torch
 
+from interp.activations import record
 from interp.loading import LoadedModel
 from interp.runs.spec import Progress, RunSpec, check_count, default_of
-from interp.activations import record
 from interp.tokens import as_batch, check_length, token_labels, tokenize
 
 SCORE_NAMES = ("induction", "previous_token", "duplicate_token", "first_token")

@@ -23,6 +23,7 @@ from interp.errors import InputError
 from interp.hooks import HookSpec, intervene
 from interp.loading import LoadedModel
 from interp.tokens import baseline_token_id, check_length, pad_rows, tokenize
+from interp.validation import check_count, check_finite, check_text, check_texts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,12 +52,13 @@ class SamplingSettings:
     top_p: float = 1.0
 
     def __post_init__(self) -> None:
+        check_finite("temperature", self.temperature)  # NaN passed every comparison here and failed in sampling
         if self.temperature < 0:
-            raise InputError("Temperature must be 0 (greedy) or positive.")
+            raise InputError(f"Temperature must be 0 (greedy) or positive (got {self.temperature:g}).")
+        check_finite("top_p", self.top_p)
         if not 0 < self.top_p <= 1:
-            raise InputError("top_p must be in (0, 1].")
-        if self.top_k < 0:
-            raise InputError("top_k must be 0 (off) or positive.")
+            raise InputError(f"top_p must be in (0, 1] (got {self.top_p:g}).")
+        check_count("top_k", self.top_k, low=0)  # 0 is off
 
 
 def _choose(logits: torch.Tensor, settings: SamplingSettings, generators: list[torch.Generator]) -> torch.Tensor:
@@ -100,6 +102,7 @@ def generate_samples(
     Returns:
         One :class:`Generation` per sample, in seed order.
     """
+    check_text("prompt", prompt)
     if temperature > 0 and seed is None:
         seed = random.randrange(2**31)
     return generate_batch(
@@ -140,10 +143,11 @@ def generate_batch(
     Returns:
         For each prompt, its samples.
     """
-    if not prompts:
+    if isinstance(prompts, list | tuple) and not prompts:
         return []
-    if max_new_tokens < 1 or n_samples < 1:
-        raise InputError("max_new_tokens and n_samples must be at least 1.")
+    prompts = list(check_texts("prompts", prompts))
+    check_count("max_new_tokens", max_new_tokens)
+    check_count("n_samples", n_samples)
     settings = SamplingSettings(temperature, top_k, top_p)
     encoded = [tokenize(model, prompt, chat=chat) for prompt in prompts]
     for ids in encoded:

@@ -13,7 +13,11 @@ except :func:`intervene`, which
 * registers each PyTorch handle into a list *before* doing anything else that could fail, and
   removes exactly those handles in ``finally`` — after an exception in a hook, a failure half-way
   through registration, or ``KeyboardInterrupt`` — then checks that none of them remains;
-* counts how often each hook fired, so callers and tests can prove an intervention happened.
+* counts how often each hook fired, so callers and tests can prove an intervention happened;
+* says who holds the lock: a caller names what it runs with :func:`running` (the app uses the spec's
+  title), :func:`model_busy` tells anyone what holds the model and since when, and a caller that
+  waits more than :data:`WAIT_NOTICE_SECONDS` hears about it through :func:`on_wait` (the app shows
+  "Waiting for another session's steering sweep to finish" instead of a silent spinner).
 
 Hook functions use the TransformerLens signature ``fn(activation, hook)`` and may return a
 replacement activation. ``activation`` has TransformerLens's layout (``hook_z`` is
@@ -25,8 +29,11 @@ the activation covers (which differ from ``range(pos)`` during cached generation
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import difflib
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -61,6 +68,97 @@ class HookRun:
 
     def fired(self, name: str) -> int:
         return self.fire_counts[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# Who holds the model's lock, and telling a waiting caller
+
+WAIT_NOTICE_SECONDS = 0.3  # a wait shorter than this is not worth a message
+WAIT_UPDATE_SECONDS = 1.0  # how often a waiting caller hears again (the "started N s ago" moves on)
+
+
+@dataclasses.dataclass(frozen=True)
+class LockHolder:
+    """What holds a model's lock: the run's description (see :func:`running`), when it started, which thread."""
+
+    description: str
+    started: float  # time.monotonic() when the run began (not when it last took the lock)
+    thread: int
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+
+WaitCallback = Callable[[LockHolder | None], None]  # the holder while waiting (about once a second); None when done
+_activity: contextvars.ContextVar[tuple[str, float] | None] = contextvars.ContextVar("steerscope_activity", default=None)
+_wait_callback: contextvars.ContextVar[WaitCallback | None] = contextvars.ContextVar("steerscope_on_wait", default=None)
+_holders: dict[int, tuple[LockHolder, int]] = {}  # id(model.lock) -> (holder, nesting depth); entries leave on release
+_holders_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def running(description: str) -> Iterator[None]:
+    """Name what this thread runs (e.g. "Steering sweep"), for whoever waits for the model meanwhile.
+
+    Nested calls keep the outer name and start time: the run is what a waiting user wants to hear about.
+    """
+    token = _activity.set(_activity.get() or (description, time.monotonic()))
+    try:
+        yield
+    finally:
+        _activity.reset(token)
+
+
+@contextlib.contextmanager
+def on_wait(callback: WaitCallback) -> Iterator[None]:
+    """Call ``callback(holder)`` while this thread waits over :data:`WAIT_NOTICE_SECONDS` for a model's lock,
+    then ``callback(None)`` once it has the lock."""
+    token = _wait_callback.set(callback)
+    try:
+        yield
+    finally:
+        _wait_callback.reset(token)
+
+
+def model_busy(model: LoadedModel) -> LockHolder | None:
+    """What holds ``model``'s lock now (None when it is free, or held by something that did not say)."""
+    with _holders_lock:
+        entry = _holders.get(id(model.lock))
+    return entry[0] if entry is not None else None
+
+
+@contextlib.contextmanager
+def _holding(model: LoadedModel) -> Iterator[None]:
+    """Take ``model.lock`` (telling a waiting caller who holds it) and record this thread as its holder."""
+    lock = model.lock
+    callback = None
+    if not lock.acquire(timeout=WAIT_NOTICE_SECONDS):
+        callback = _wait_callback.get()
+        unnamed = LockHolder("run", time.monotonic(), 0)  # held by a caller that did not say what it runs
+        if callback is not None:
+            callback(model_busy(model) or unnamed)
+        while not lock.acquire(timeout=WAIT_UPDATE_SECONDS):
+            if callback is not None:
+                callback(model_busy(model) or unnamed)
+    try:
+        if callback is not None:
+            callback(None)
+        activity = _activity.get() or ("run", time.monotonic())
+        with _holders_lock:
+            holder, depth = _holders.get(id(lock), (LockHolder(activity[0], activity[1], threading.get_ident()), 0))
+            _holders[id(lock)] = (holder, depth + 1)
+        try:
+            yield
+        finally:
+            with _holders_lock:
+                holder, depth = _holders[id(lock)]
+                if depth > 1:
+                    _holders[id(lock)] = (holder, depth - 1)
+                else:
+                    del _holders[id(lock)]
+    finally:
+        lock.release()
 
 
 def hook_point_names(model: LoadedModel) -> list[str]:
@@ -140,7 +238,7 @@ def intervene(model: LoadedModel, hooks: HookSpec | None = None) -> Iterator[Hoo
     pairs = _normalise(hooks)
     points = [(name, resolve_hook_point(model, name), fn) for name, fn in pairs]  # fail before registering
     run = HookRun()
-    with model.lock:
+    with _holding(model):
         handles: list[tuple[Any, torch.utils.hooks.RemovableHandle]] = []
         saved_offset = model.position_offset
         try:

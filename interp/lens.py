@@ -16,9 +16,9 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from interp.activations import decode_residual, record
 from interp.loading import LoadedModel
 from interp.runs.spec import Progress, RunSpec, check_count, default_of
-from interp.activations import decode_residual, record
 from interp.tokens import as_batch, check_length, single_token_id, token_label, token_labels, tokenize
 
 

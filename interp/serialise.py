@@ -21,6 +21,7 @@ import torch
 
 from interp.errors import InputError
 
+
 def to_json(value: Any) -> tuple[dict, dict[str, torch.Tensor]]:
     """A JSON-able document and the arrays it refers to (``{"__array__": key}``)."""
     arrays: dict[str, torch.Tensor] = {}

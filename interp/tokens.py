@@ -16,6 +16,7 @@ import torch
 
 from interp.errors import InputError
 from interp.loading import LoadedModel
+from interp.validation import check_text
 
 WHITESPACE_GLYPHS = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})
 
@@ -28,14 +29,22 @@ def tokenize(model: LoadedModel, text: str | Sequence[int], *, chat: bool = Fals
         chat: Wrap ``text`` as a user turn with the tokenizer's chat template (instruct models).
 
     Raises:
-        InputError: the text yields no tokens and the model has no BOS token to start from.
+        InputError: the text is not ``str`` (``bytes`` are refused, not read as ids), holds a lone
+            surrogate or is too long (:func:`interp.validation.check_text`); or it yields no tokens
+            and the model has no BOS token to start from.
     """
     tokenizer = model.tokenizer
     if not isinstance(text, str):
-        ids = [int(i) for i in text]
+        if isinstance(text, bytes | bytearray | memoryview) or not hasattr(text, "__iter__"):
+            check_text("prompt", text)  # says what was given instead of text
+        try:
+            ids = [int(i) for i in text]
+        except (TypeError, ValueError):
+            raise InputError("Token ids must be a list of whole numbers (or give the prompt as text).") from None
         if not ids or min(ids) < 0 or max(ids) >= model.info.d_vocab:
             raise InputError(f"Token ids must be a non-empty list of ids in 0..{model.info.d_vocab - 1}.")
         return ids
+    check_text("prompt", text)
     if chat and getattr(tokenizer, "chat_template", None):
         ids = tokenizer.apply_chat_template(
             [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True, return_dict=False

@@ -12,7 +12,8 @@ from interp.prompt_files import read_prompt_file
 from interp.runs import RunSpec
 from interp.spreadsheet import to_csv_bytes
 from interp.tokens import tokenize
-from steering.datasets import BUILT_IN, ContrastPairs, built_in, read_pairs
+from interp.validation import parse_ints, parse_numbers
+from steering.datasets import BUILT_IN, ContrastPairs, built_in, pairs_from_rows, read_pairs
 from steering.make import POSITIONS
 from steering.meaning import layer_cosines, token_effects, token_projections
 from steering.plots import cosine_heatmap, pareto_plot, sweep_heatmaps, token_effect_bars
@@ -32,6 +33,7 @@ KEY_DATASET = "steer_dataset"
 KEY_PAIRS = "steer_pairs_editor"
 KEY_PAIRS_FILE = "steer_pairs_file"
 KEY_VECTOR_FILE = "steer_vector_file"
+KEY_VECTOR_LAYERS = "steer_vector_file_layers"
 KEY_METHOD = "steer_method"
 KEY_POSITION = "steer_position"
 KEY_ACTADD_POS = "steer_actadd_pos"
@@ -88,9 +90,17 @@ def vector_from_file(model) -> SteeringVector | None:
     )
     if upload is None:
         return None
-    vector = load_vector(upload.name, upload.getvalue(), model)
+    layers = None
+    if upload.name.lower().endswith(".npy"):  # a bare array carries no layers: ask (blank = one row per layer)
+        text = st.text_input(
+            f"Layers of its rows (e.g. 4, or 3, 4, 5; blank if it has one row for each of the {model.info.n_layers} layers)",
+            key=KEY_VECTOR_LAYERS,
+        )
+        if text.strip():
+            layers = list(parse_ints("layers", text, high=model.info.n_layers - 1))
+    vector = load_vector(upload.name, upload.getvalue(), model, layers=layers)
     for warning in vector.check_for(model):
-        st.warning(warning)
+        st.warning(md_escape(warning))  # it can quote the file's metadata
     return vector
 
 
@@ -110,7 +120,11 @@ def vector_from_pairs(model, source: str) -> SteeringVector:
             height=220,
             width="stretch",
         )
-        pairs = read_pairs("edited pairs", to_csv_bytes(edited.dropna()[["positive", "negative"]]), name="my pairs")
+        # The rows as typed: no CSV round trip (its spreadsheet guard would turn "- I love it" into "'- I love it").
+        rows = [
+            (f"row {i + 1}", pos, neg) for i, (pos, neg) in enumerate(zip(edited["positive"], edited["negative"], strict=True))
+        ]
+        pairs = pairs_from_rows("The pairs table", rows, name="my pairs")
         key = (pairs.positive, pairs.negative)
     else:
         key = (left.text_input("Towards", "Love", key=KEY_ACTADD_POS), right.text_input("Away from", "Hate", key=KEY_ACTADD_NEG))
@@ -205,17 +219,13 @@ def sweep_section(model, vector: SteeringVector, tuned: SteeringEvaluation) -> N
     )  # fmt: skip
     coefficient_text = cols[1].text_input("Coefficients", SWEEP_COEFFICIENTS, key=KEY_SWEEP_COEFS)
     if cols[2].button("Run sweep", type="primary", key=KEY_SWEEP, disabled=not layers):
-        try:
-            coefficients = tuple(float(c) for c in coefficient_text.replace(";", ",").split(",") if c.strip())
-        except ValueError:
-            st.error("Coefficients must be numbers separated by commas, like 1, 2, 3.")
-        else:
-            with shown_as_message("The sweep"):
-                # Kept with what made it: the vector and scorer may change after the sweep, its record must not.
-                st.session_state[KEY_SWEEP_SPEC] = SteeringSweep(
-                    vector.at_layers(sorted(layers)), tuple(sorted(layers)), coefficients, tuned.scorer, tuned.reward_model,
-                    n_samples=tuned.n_samples,
-                )  # fmt: skip
+        with shown_as_message("The sweep"):
+            coefficients = parse_numbers("coefficients", coefficient_text)  # "nan", "inf" and "x" refused here
+            # Kept with what made it: the vector and scorer may change after the sweep, its record must not.
+            st.session_state[KEY_SWEEP_SPEC] = SteeringSweep(
+                vector.at_layers(sorted(layers)), tuple(sorted(layers)), coefficients, tuned.scorer, tuned.reward_model,
+                n_samples=tuned.n_samples,
+            )  # fmt: skip
     spec, swept = _stored_result(model, KEY_SWEEP_SPEC, "The sweep")
     if swept is None:
         return
@@ -301,7 +311,7 @@ def batch_section(model, tuned: SteeringEvaluation) -> None:
         try:
             prompts = read_prompt_file(batch_file.name, batch_file.getvalue(), count_tokens=lambda p: len(tokenize(model, p)))
         except SteerscopeError as exc:
-            st.error(str(exc))
+            st.error(md_escape(str(exc)))
         else:
             st.caption(md_escape(prompts.summary()))
             label = f"Steer {len(prompts.rows)} prompts at layer {tuned.layer}, coefficient {tuned.coefficient:+g}"

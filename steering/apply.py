@@ -22,6 +22,7 @@ import torch
 from interp.errors import InputError
 from interp.hooks import HookRun, HookSite, intervene
 from interp.loading import LoadedModel
+from interp.validation import check_finite
 from steering.vector import SteeringVector
 
 POSITION_MODES = ("all", "prompt", "generated")
@@ -44,6 +45,8 @@ def steering_hooks(
     )
     if len(coefficients) != len(vectors):
         raise InputError(f"{len(vectors)} vector(s) but {len(coefficients)} coefficient(s).")
+    for coefficient in coefficients:
+        check_finite("coefficient", coefficient)  # NaN steering makes NaN logits: empty text, not an error
     hooks = []
     for vector, coefficient in zip(vectors, coefficients, strict=True):
         vector.check_for(model)

@@ -17,14 +17,30 @@ from collections.abc import Sequence
 
 import torch
 
+from interp.activations import record
 from interp.errors import InputError
 from interp.loading import LoadedModel
-from interp.activations import record
 from interp.tokens import baseline_token_id, pad_rows, tokenize
-from steering.datasets import ContrastPairs
+from interp.validation import check_text
+from steering.datasets import MAX_PAIR_CHARS, ContrastPairs
 from steering.vector import SteeringVector
 
 POSITIONS = ("last", "mean")
+# Contrast texts are a word, a sentence or a short paragraph; one pasted page would run the shared model on
+# thousands of tokens per text (and 32 texts per batch), so each is capped.
+MAX_TEXT_TOKENS = 256
+
+
+def encode_contrast_text(model: LoadedModel, text: str, what: str = "contrast text") -> list[int]:
+    """Token ids of one contrast text, refusing texts over :data:`MAX_TEXT_TOKENS` with their length."""
+    check_text(what, text, max_chars=MAX_PAIR_CHARS, allow_empty=False)
+    ids = tokenize(model, text)
+    if len(ids) > MAX_TEXT_TOKENS:
+        raise InputError(
+            f"The {what} is {len(ids)} tokens; steering texts are limited to {MAX_TEXT_TOKENS} tokens each. "
+            f"Shorten it (it starts {text[:40]!r})."
+        )
+    return ids
 
 
 def _check_layers(model: LoadedModel, layers: Sequence[int]) -> list[int]:
@@ -45,15 +61,21 @@ def text_activations(
     position: str = "last",
     hook_point: str = "resid_pre",
     batch_size: int = 32,
+    what: str = "text",
 ) -> torch.Tensor:
-    """Activations ``[len(texts), len(layers), d_model]`` at the last token or averaged over tokens."""
+    """Activations ``[len(texts), len(layers), d_model]`` at the last token or averaged over tokens.
+
+    Every text is checked (at most :data:`MAX_TEXT_TOKENS` tokens) before the model runs on any;
+    ``what`` names them in that message ("positive text of pair" gives "positive text of pair 3").
+    """
     if position not in POSITIONS:
         raise InputError(f"Unknown position {position!r}; choose 'last' or 'mean'.")
     names = [f"blocks.{layer}.hook_{hook_point}" for layer in layers]
     pad = baseline_token_id(model)
+    every = [encode_contrast_text(model, text, f"{what} {i + 1}") for i, text in enumerate(texts)]
     out = []
-    for start in range(0, len(texts), batch_size):
-        encoded = [tokenize(model, text) for text in texts[start : start + batch_size]]
+    for start in range(0, len(every), batch_size):
+        encoded = every[start : start + batch_size]
         padded = pad_rows(encoded, pad, side="right")  # right padding: real positions are unaffected
         tokens, real = padded.tokens, padded.mask.bool()
         acts = record(model, tokens, names).stack(names).float().cpu()  # [layer, batch, pos, d]
@@ -87,7 +109,8 @@ def actadd(
 ) -> SteeringVector:
     """ActAdd from one prompt pair: the pair's activation difference, averaged over its positions."""
     layers = _check_layers(model, layers)
-    padded = pad_rows([tokenize(model, positive), tokenize(model, negative)], baseline_token_id(model))  # as in the paper
+    rows = [encode_contrast_text(model, positive, "'towards' text"), encode_contrast_text(model, negative, "'away from' text")]
+    padded = pad_rows(rows, baseline_token_id(model))  # right padding, as in the paper
     tokens = padded.tokens
     names = [f"blocks.{layer}.hook_{hook_point}" for layer in layers]
     acts = record(model, tokens, names).stack(names).float().cpu()  # [layer, 2, pos, d]
@@ -127,6 +150,13 @@ def pca_direction(
 def _differences(model: LoadedModel, pairs: ContrastPairs, layers: list[int], position: str, hook_point: str) -> torch.Tensor:
     if len(pairs) < 2:
         raise InputError("A direction needs at least 2 contrast pairs.")
-    positive = text_activations(model, pairs.positive, layers, position=position, hook_point=hook_point)
-    negative = text_activations(model, pairs.negative, layers, position=position, hook_point=hook_point)
+    for side, texts in (("positive", pairs.positive), ("negative", pairs.negative)):  # every text checked before any runs
+        for i, text in enumerate(texts):
+            encode_contrast_text(model, text, f"{side} text of pair {i + 1}")
+    positive = text_activations(
+        model, pairs.positive, layers, position=position, hook_point=hook_point, what="positive text of pair"
+    )
+    negative = text_activations(
+        model, pairs.negative, layers, position=position, hook_point=hook_point, what="negative text of pair"
+    )
     return positive - negative

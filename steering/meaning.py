@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import torch
 
+from interp.activations import record
 from interp.hooks import intervene
 from interp.loading import LoadedModel
-from interp.activations import record
 from interp.tokens import as_batch, token_label, token_labels, tokenize
 from steering.vector import SteeringVector
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal, get_args
 from interp.errors import InputError
 from interp.loading import LoadedModel
 from interp.runs import Progress, RunSpec, check_choice, check_count, check_finite, default_of
+from interp.validation import check_texts
 from steering.apply import POSITION_MODES
 from steering.scores import SCORERS, Scorer
 from steering.sweep import Evaluation, SweepResult, evaluate, sweep
@@ -35,6 +36,7 @@ Goal = Literal["raise", "lower", "both"]
 Positions = Literal["all", "prompt", "generated"]
 MAX_NEW_TOKENS = 512
 MAX_SAMPLES = 64
+MAX_PROMPTS = 500  # as many as one prompt file holds (interp.prompt_files.MAX_ROWS)
 
 
 _NO_REWARD_MODEL = (
@@ -68,9 +70,7 @@ def _check_scorer(scorer: str, reward_model: RewardModel | None) -> None:
 
 
 def _check_prompts(prompts: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
-        raise InputError("Give at least one prompt (a list of texts).")
-    return tuple(prompts)
+    return check_texts("prompts", prompts, max_items=MAX_PROMPTS)
 
 
 def _check_layer(vector: SteeringVector, layers: Sequence[int]) -> None:
@@ -102,7 +102,7 @@ class SteeringEvaluation(RunSpec):
     max_new_tokens: int = default_of(evaluate, "max_new_tokens")
     temperature: float = default_of(evaluate, "temperature")
     seed: int = default_of(evaluate, "seed")
-    positions: Positions = default_of(evaluate, "positions")  # noqa: RUF009 (a str)
+    positions: Positions = default_of(evaluate, "positions")
 
     def __post_init__(self) -> None:
         _check_layer(self.vector, [self.layer])
@@ -194,7 +194,7 @@ class SteeringSweep(RunSpec):
     max_new_tokens: int = default_of(sweep, "max_new_tokens")
     temperature: float = default_of(sweep, "temperature")
     seed: int = default_of(sweep, "seed")
-    goal: Goal = default_of(sweep, "goal")  # noqa: RUF009 (a str)
+    goal: Goal = default_of(sweep, "goal")
     max_perplexity_ratio: float = default_of(sweep, "max_perplexity_ratio")
 
     def __post_init__(self) -> None:

@@ -22,6 +22,8 @@ import dataclasses
 import io
 import json
 import math
+import numbers
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ import torch
 
 from interp.errors import InputError
 from interp.loading import LoadedModel
+from interp.validation import check_finite
 
 HOOK_POINTS = ("resid_pre", "resid_post", "resid_mid")
 MAX_FILE_BYTES = 50_000_000
@@ -58,13 +61,25 @@ class SteeringVector:
     def __post_init__(self) -> None:
         if self.hook_point not in HOOK_POINTS:
             raise InputError(f"Unknown hook point {self.hook_point!r}; choose from {', '.join(HOOK_POINTS)}.")
+        if not isinstance(self.directions, torch.Tensor):
+            raise InputError(f"The directions must be a tensor [layers, d_model], not {type(self.directions).__name__}.")
         if self.directions.ndim != 2 or self.directions.shape[0] != len(self.layers):
             raise InputError(
                 f"Expected one direction per layer: {len(self.layers)} layers "
                 f"but directions of shape {tuple(self.directions.shape)}."
             )
+        if not all(isinstance(layer, int) and not isinstance(layer, bool) and layer >= 0 for layer in self.layers):
+            raise InputError(f"Layers must be whole numbers from 0 (got {list(self.layers)}).")
         if len(set(self.layers)) != len(self.layers):
             raise InputError("A steering vector lists a layer twice.")
+        width = int(self.directions.shape[1])
+        if self.d_model == 0:
+            object.__setattr__(self, "d_model", width)  # the tensor says how wide it is
+        elif self.d_model != width:
+            raise InputError(f"The vector says it is {self.d_model} wide (d_model) but its directions are {width} wide.")
+        if not torch.isfinite(self.directions).all():
+            bad = sorted({self.layers[i] for i in torch.nonzero(~torch.isfinite(self.directions))[:, 0].tolist()})
+            raise InputError(f"This vector contains NaN or infinite values (at layer(s) {bad}).")
 
     # -- access ---------------------------------------------------------------------------------
 
@@ -125,14 +140,19 @@ class SteeringVector:
         return self + (-other)
 
     def __mul__(self, scale: float) -> SteeringVector:
-        if not isinstance(scale, int | float) or not math.isfinite(scale):
+        if not isinstance(scale, numbers.Real):
             return NotImplemented
+        check_finite("scale of a steering vector", float(scale))
         return dataclasses.replace(self, directions=self.directions * float(scale))
 
     __rmul__ = __mul__
 
     def __truediv__(self, scale: float) -> SteeringVector:
-        return self * (1.0 / scale)
+        if not isinstance(scale, numbers.Real):
+            return NotImplemented
+        if scale == 0:
+            raise InputError("Cannot divide a steering vector by 0.")
+        return self * (1.0 / float(scale))
 
     def equals(self, other: SteeringVector) -> bool:
         """Same layers, hook point, model and exactly the same numbers."""
@@ -242,18 +262,19 @@ def load_vector(name: str, data: bytes, model: LoadedModel | None = None, *, lay
             f"{name} is {len(data) / 1e6:.0f} MB; steering vectors are small, the limit is {MAX_FILE_BYTES / 1e6:.0f} MB."
         )
     suffix = Path(name).suffix.lower()
-    if suffix == ".safetensors":
-        vector = _from_safetensors(name, data)
-    elif suffix == ".gguf":
-        vector = _from_gguf(name, data, model)
-    elif suffix == ".npy":
-        vector = _from_npy(name, data, model, layers)
-    else:
+    readers = {".safetensors": _from_safetensors, ".gguf": _from_gguf, ".npy": _from_npy}
+    if suffix not in readers:
         raise InputError(
             f"{name}: unknown vector file type '{suffix}'. Use .safetensors (Steerscope), .gguf (llama.cpp) or .npy."
         )
+    try:
+        vector = readers[suffix](name, data, model, layers)
+        if model is not None:
+            vector.check_for(model)
+    except InputError as exc:  # a check of the vector itself: say which file it was about
+        message = str(exc)
+        raise InputError(message if message.startswith(name) else f"{name}: {message}") from None
     if model is not None:
-        vector.check_for(model)
         norms = np.array(list(vector.norms().values()))
         typical = _typical_residual_norm(model)
         if norms.max() > 1000 * typical:
@@ -269,7 +290,7 @@ def _typical_residual_norm(model: LoadedModel) -> float:
     return float(embedding.detach().float().norm(dim=-1).mean()) * math.sqrt(model.info.n_layers)
 
 
-def _from_safetensors(name: str, data: bytes) -> SteeringVector:
+def _from_safetensors(name: str, data: bytes, model: LoadedModel | None, layers: list[int] | None) -> SteeringVector:
     from safetensors import safe_open
     from safetensors.torch import load
 
@@ -287,23 +308,43 @@ def _from_safetensors(name: str, data: bytes) -> SteeringVector:
     if meta.get("format") != "steerscope-steering-vector":
         raise InputError(f"{name} is a safetensors file but not a Steerscope steering vector (no steering metadata).")
     try:
-        layers = tuple(int(x) for x in json.loads(meta["layers"]))
-        directions = torch.stack([tensors[f"direction.{layer}"].float() for layer in layers])
-    except (KeyError, ValueError) as exc:
-        raise InputError(f"{name}: its layer list and its tensors do not match ({exc}).") from None
+        listed = json.loads(meta.get("layers", ""))
+        if not isinstance(listed, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in listed):
+            raise ValueError(f"'layers' is {meta.get('layers')!r}, not a list of whole numbers")
+        layers = tuple(listed)
+    except ValueError as exc:
+        raise InputError(f"{name}: its metadata does not list its layers ({exc}).") from None
+    missing = [f"direction.{layer}" for layer in layers if f"direction.{layer}" not in tensors]
+    if missing or not layers:
+        found = ", ".join(sorted(tensors)) or "none"
+        raise InputError(f"{name}: its layer list and its tensors do not match (missing {missing or 'all'}; tensors: {found}).")
+    directions = _stack_rows(name, [tensors[f"direction.{layer}"].float().reshape(-1) for layer in layers], layers)
+    claimed = meta.get("d_model", "")
+    if claimed and claimed != str(directions.shape[1]):
+        raise InputError(
+            f"{name}: its metadata says d_model = {claimed!r} but its directions are {directions.shape[1]} wide; "
+            "the file is damaged or was edited. Save the vector again."
+        )
     return SteeringVector(
         layers=layers,
         directions=directions,
         hook_point=meta.get("hook_point", "resid_pre"),
         model_name=meta.get("model_name", ""),
-        d_model=int(meta.get("d_model", directions.shape[1])),
+        d_model=directions.shape[1],
         weights_sha256=meta.get("weights_sha256", ""),
         method=meta.get("method", ""),
         source=meta.get("source", name),
     )
 
 
-def _from_gguf(name: str, data: bytes, model: LoadedModel | None) -> SteeringVector:
+def _stack_rows(name: str, rows: list[torch.Tensor], layers: Sequence[int]) -> torch.Tensor:
+    widths = {layer: int(row.shape[0]) for layer, row in zip(layers, rows, strict=True)}
+    if len(set(widths.values())) > 1:
+        raise InputError(f"{name}: its directions have different widths ({widths}); every layer's must be d_model wide.")
+    return torch.stack(rows)
+
+
+def _from_gguf(name: str, data: bytes, model: LoadedModel | None, layers: list[int] | None = None) -> SteeringVector:
     import tempfile
 
     import gguf
@@ -321,14 +362,20 @@ def _from_gguf(name: str, data: bytes, model: LoadedModel | None) -> SteeringVec
         blocks, rows = [], []
         for tensor in reader.tensors:
             if tensor.name.startswith("direction."):
-                blocks.append(int(tensor.name.split(".", 1)[1]))
-                rows.append(torch.tensor(np.array(tensor.data, dtype=np.float32).reshape(-1)))
+                block = tensor.name.split(".", 1)[1]
+                if not block.isdigit():
+                    raise InputError(f"{name}: tensor {tensor.name!r} should be named direction.N with N a block number.")
+                blocks.append(int(block))
+                try:
+                    rows.append(torch.tensor(np.array(tensor.data, dtype=np.float32).reshape(-1)))
+                except (TypeError, ValueError) as exc:
+                    raise InputError(f"{name}: tensor {tensor.name!r} does not hold plain numbers ({exc}).") from None
         hint = _gguf_string(reader, "controlvector.model_hint") or ""
     if not blocks:
         raise InputError(f"{name} holds no direction.N tensors.")
     order = np.argsort(blocks)
     layers = tuple(blocks[i] for i in order)  # llama.cpp adds direction.il to block il's output: resid_post
-    directions = torch.stack([rows[i] for i in order])
+    directions = _stack_rows(name, [rows[i] for i in order], layers)
     return SteeringVector(
         layers=layers,
         directions=directions,
@@ -358,13 +405,18 @@ def _from_npy(name: str, data: bytes, model: LoadedModel | None, layers: list[in
     array = np.atleast_2d(array.astype(np.float32))
     if array.ndim != 2:
         raise InputError(f"{name}: expected shape (d_model,) or (layers, d_model), got {array.shape}.")
-    if layers is None:
+    if not layers:
         if model is not None and array.shape[0] == model.info.n_layers:
             layers = list(range(model.info.n_layers))
         else:
-            raise InputError(f"{name} has {array.shape[0]} row(s) but no layers; say which layer(s) they belong to.")
+            rows = "one direction" if array.shape[0] == 1 else f"{array.shape[0]} directions"
+            raise InputError(
+                f"{name} holds {rows} but no layers (.npy files carry none): give the layer each row is added at "
+                f"({'e.g. 4' if array.shape[0] == 1 else 'one per row, e.g. 3, 4, 5'}; "
+                "the Steering page's 'Layers of its rows' box, or layers=[...] in Python)."
+            )
     if len(layers) != array.shape[0]:
-        raise InputError(f"{name} has {array.shape[0]} row(s) but {len(layers)} layer(s) were given.")
+        raise InputError(f"{name} has {array.shape[0]} row(s) but {len(layers)} layer(s) were given; give one layer per row.")
     return SteeringVector(
         layers=tuple(layers),
         directions=torch.from_numpy(array),

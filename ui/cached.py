@@ -17,7 +17,9 @@ import streamlit as st
 import torch
 
 from interp import LoadedModel
+from interp.hooks import running
 from interp.runs import Progress, RunSpec
+from ui.waiting import shown_while_waiting
 
 DISPLAY_LIMIT = 256  # tokens: beyond this a pattern view is too dense to read and slow to draw
 
@@ -97,7 +99,12 @@ def cached_run(model: LoadedModel, spec: RunSpec, progress: Progress | None = No
     """``spec.run(model)``, computed once per (weights, spec) for every session: a rerun that changes no setting
     costs a cache lookup. ``progress`` is called only when the run really happens."""
     key = (model.info.weights_sha256, spec.kind, spec.digest())
-    return run_cache().get(key, lambda: spec.run(model, progress))
+
+    def compute() -> Any:
+        with running(spec.title or spec.kind), shown_while_waiting():  # a wait for the shared model is said, with for what
+            return spec.run(model, progress)
+
+    return run_cache().get(key, compute)
 
 
 def is_cached(model: LoadedModel, spec: RunSpec) -> bool:

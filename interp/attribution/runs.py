@@ -70,8 +70,8 @@ class AttributionRun(RunSpec):
     mirrors = (attribute,)
 
     prompt: str | tuple[int, ...]
-    method: AttributionMethod = default_of(attribute, "method")  # noqa: RUF009  (a frozen value)
-    target: Target | None = default_of(attribute, "target")  # noqa: RUF009  (None: the top next token)
+    method: AttributionMethod = default_of(attribute, "method")
+    target: Target | None = default_of(attribute, "target")
     budget: int = default_of(attribute, "budget")
     seed: int = default_of(attribute, "seed")
 
@@ -101,7 +101,7 @@ class MethodComparison(RunSpec):
 
     prompt: str | tuple[int, ...]
     methods: tuple[AttributionMethod, ...]
-    target: Target | None = default_of(attribute, "target")  # noqa: RUF009
+    target: Target | None = default_of(attribute, "target")
     budget: int = default_of(attribute, "budget")
     seed: int = default_of(attribute, "seed")
 

@@ -19,12 +19,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
-import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from interp.errors import InputError
 from interp.loading import LoadedModel
+from interp.validation import check_choice, check_count, check_finite  # noqa: F401 (the checks every spec uses, here too)
 
 Progress = Callable[[float, str], None]  # (fraction done in 0..1, what is happening now)
 StopCheck = Callable[[], bool]  # True when the user asked to stop
@@ -106,31 +105,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return f"{len(value)} entries"
     return type(value).__name__
-
-
-# ---------------------------------------------------------------------------------------------
-# Checks every spec uses: one wording for the same mistake everywhere.
-
-
-def check_finite(name: str, value: float, *, low: float | None = None, high: float | None = None) -> None:
-    """A number that must be finite (and in ``[low, high]`` where given)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InputError(f"The {name} must be a finite number (got {value!r}).")
-    if low is not None and value < low:
-        raise InputError(f"The {name} must be at least {low:g} (got {value:g}).")
-    if high is not None and value > high:
-        raise InputError(f"The {name} must be at most {high:g} (got {value:g}).")
-
-
-def check_count(name: str, value: int, *, low: int = 1, high: int | None = None) -> None:
-    """A whole number of things (samples, steps, tokens) in ``[low, high]``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"The {name} must be a whole number (got {value!r}).")
-    if value < low or (high is not None and value > high):
-        span = f"from {low} to {high}" if high is not None else f"at least {low}"
-        raise InputError(f"The {name} must be {span} (got {value}).")
-
-
-def check_choice(name: str, value: Any, choices: tuple | list | dict) -> None:
-    if value not in choices:
-        raise InputError(f"Unknown {name} {value!r}; choose one of: {', '.join(map(str, choices))}.")

@@ -28,7 +28,7 @@ PAGE_CHOICES = {
 def test_a_page_with_untouched_widgets_builds_specs_at_their_defaults(page, tiny_llama_dir):
     app = open_page(page, model_choice=OTHER_CHOICE, model_custom_spec=str(tiny_llama_dir))
     assert not app.exception
-    specs = app.session_state[KEY_ON_SCREEN] if KEY_ON_SCREEN in app.session_state else {}
+    specs = app.session_state[KEY_ON_SCREEN] if KEY_ON_SCREEN in app.session_state else {}  # noqa: SIM401 (AppTest state has no get)
     for kind, spec in specs.items():
         for field in dataclasses.fields(spec):
             if (kind, field.name) in PAGE_CHOICES:

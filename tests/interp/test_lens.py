@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from interp import InputError
+from interp.activations import decode_residual, record
 from interp.forward import run_logits
 from interp.lens import logit_lens, residual_hook_names
-from interp.activations import decode_residual, record
 from interp.tokens import as_batch, tokenize
 
 

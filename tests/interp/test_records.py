@@ -35,8 +35,16 @@ def _every_result(model):
 
     from interp.attribution_batch import BatchItem, BatchResult
     from steering.meaning import token_effects, token_projections
-    from steering.rlhf import builtin_preferences, split_by_prompt, train_reward_model
-    from steering.rlhf import BestOfN, ComparisonRow, DPOLogEntry, DPOResult, InsideView
+    from steering.rlhf import (
+        BestOfN,
+        ComparisonRow,
+        DPOLogEntry,
+        DPOResult,
+        InsideView,
+        builtin_preferences,
+        split_by_prompt,
+        train_reward_model,
+    )
     from steering.scores import SENTIMENT
     from steering.sweep import evaluate, sweep
     from tests.steering.test_vector import make
