@@ -2,8 +2,13 @@
 
     python -m interp attribute prompts.csv --method shap --out results.csv
 
-Progress goes to stderr; results to the files named. Ctrl-C stops the batch and still writes the
-rows already done. Exit status: 0 done, 1 stopped early or some rows failed, 2 bad input.
+Progress goes to stderr; results to the files named (each checked before the batch starts, and written
+whole or not at all: a temporary file renamed into place). Ctrl-C stops the batch and still writes the
+rows already done. Exit status: 0 done, 1 stopped early, some rows failed or an unexpected error,
+2 bad input (the message says what to fix), 130 stopped before any result.
+
+No error ends as a traceback: an unexpected one prints one line saying what failed and where its
+traceback was written (``logs/`` in the data folder); ``--debug`` prints the traceback instead.
 
 The command builds the same :class:`~interp.attribution_batch.BatchAttribution` spec the page does
 and runs it, so the numbers are the page's. Each method option (``--max-evals``, ``--n-steps``, ...)
@@ -13,7 +18,11 @@ comes from the method classes, so a new method's options appear here by themselv
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import os
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 
@@ -23,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
 
     names = ", ".join(f"{name} ({', '.join(m.aliases)})" if m.aliases else name for name, m in METHODS.items())
     parser = argparse.ArgumentParser(prog="python -m interp", description="Steerscope batch jobs.")
+    debug_help = "print the traceback of an unexpected error instead of writing it to a log file"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     commands = parser.add_subparsers(dest="command", required=True)
     attr = commands.add_parser("attribute", help="attribute every prompt in a CSV/TSV/TXT/JSONL file")
     attr.add_argument("file", type=Path, help="prompt file with a 'prompt' column (optional 'target', 'continuation')")
@@ -40,14 +51,22 @@ def _parser() -> argparse.ArgumentParser:
                 flag = "--" + option.name.replace("_", "-")
                 attr.add_argument(flag, type=int, help=f"{option.label} (default {option.default})")
     attr.add_argument("--no-faithfulness", action="store_true", help="skip the deletion/insertion check")
+    attr.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return parser
 
 
-def _attribute(args: argparse.Namespace) -> int:
+class _Step:
+    """What the command is doing, for the one-line message if it fails unexpectedly."""
+
+    now = "reading the options"
+
+
+def _attribute(args: argparse.Namespace, step: _Step) -> int:
     from interp import load_model
     from interp.attribution import METHODS, method_of
     from interp.attribution_batch import BatchAttribution, batch_frame, batch_json
     from interp.errors import InputError
+    from interp.outputs import write_outputs
     from interp.prompt_files import read_prompt_file
     from interp.spreadsheet import to_csv_bytes
     from interp.tokens import tokenize
@@ -61,14 +80,25 @@ def _attribute(args: argparse.Namespace) -> int:
         methods.append(method_of(method, {o.name: getattr(args, o.name) for o in method.options()}))
     if not args.file.is_file():
         raise InputError(f"No file at {args.file}.")
+    step.now = f"reading {args.file}"
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        raise InputError(f"Cannot read {args.file}: {exc.strerror or exc}.") from None
+    read_prompt_file(args.file.name, data)  # a malformed file is reported before the model loads, not after
+    outputs = [(args.out, "results CSV (--out)"), *([(args.json, "results JSON (--json)")] if args.json else [])]
+    _check_outputs(args.file, outputs)  # before the batch: a bad --out must not lose an hour of results
+    step.now = f"loading the model {args.model or '(embedded)'}"
     model = load_model(args.model, progress=lambda f, m: print(f"[model] {m}", file=sys.stderr))
-    prompts = read_prompt_file(args.file.name, args.file.read_bytes(), count_tokens=lambda p: len(tokenize(model, p)))
+    step.now = f"reading {args.file}"
+    prompts = read_prompt_file(args.file.name, data, count_tokens=lambda p: len(tokenize(model, p)))
     print(prompts.summary(), file=sys.stderr)
     for skipped in prompts.skipped:
         print(f"  skipped line {skipped.line}: {skipped.reason}", file=sys.stderr)
     spec = BatchAttribution(prompts.rows, tuple(methods), args.budget, args.seed, with_faithfulness=not args.no_faithfulness)
     done: list = []
     stopped = False
+    step.now = "attributing the prompts"
     try:
         result = spec.run(
             model, lambda fraction, text: print(f"\r{text}", end="", file=sys.stderr, flush=True), on_item=done.append
@@ -78,9 +108,9 @@ def _attribute(args: argparse.Namespace) -> int:
         stopped = True  # keep the rows already done
     items = tuple(done)
     print(file=sys.stderr)
-    args.out.write_bytes(to_csv_bytes(batch_frame(items)))
-    if args.json:
-        args.json.write_text(batch_json(items), encoding="utf-8")
+    step.now = f"writing {args.out}"
+    contents = [to_csv_bytes(batch_frame(items)), *([batch_json(items).encode("utf-8")] if args.json else [])]
+    write_outputs([(path, content, what) for (path, what), content in zip(outputs, contents, strict=True)])
     failed = [item for item in items if item.error]
     for item in failed:
         print(f"  line {item.line} ({item.method}): {item.error}", file=sys.stderr)
@@ -88,15 +118,71 @@ def _attribute(args: argparse.Namespace) -> int:
     return 1 if stopped or failed else 0
 
 
+def _check_outputs(source: Path, outputs: list[tuple[Path, str]]) -> None:
+    """Each output can be written, and none is the prompt file or another output."""
+    from interp.errors import InputError
+    from interp.outputs import check_output
+
+    seen = {source.resolve(): "the prompt file"}
+    for path, what in outputs:
+        if path.resolve() in seen:
+            raise InputError(f"The {what} {path} is {seen[path.resolve()]}: give it a name of its own.")
+        seen[path.resolve()] = f"also the {what}"
+        check_output(path, what)
+
+
+def _log_folder() -> Path:
+    try:
+        from interp.records.record import data_folder
+
+        return data_folder() / "logs"
+    except Exception:  # the log must not fail for the reason the command did
+        return Path(tempfile.gettempdir())
+
+
+def _write_traceback(exc: BaseException) -> Path | None:
+    """The traceback in a new file under the data folder's logs/ (or the temp folder); None if neither is writable."""
+    name = f"cli-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    for folder in (_log_folder(), Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / name
+            path.write_text(f"python -m interp {' '.join(sys.argv[1:])}\n\n" + "".join(traceback.format_exception(exc)))
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def _unexpected(exc: BaseException, step: _Step, debug: bool) -> str:
+    """One line for an error that is not the user's: what failed, the exception, and where the traceback is."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+        return f"error: {step.now} failed unexpectedly ({text})."
+    path = _write_traceback(exc)
+    where = f"the traceback is in {path}" if path else "the traceback could not be written"
+    return f"error: {step.now} failed unexpectedly ({text}); {where} (or run again with --debug)."
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line's one error boundary: a user error exits 2 with its message, anything else 1 with one line."""
     from interp.errors import SteerscopeError
 
     args = _parser().parse_args(argv)
+    step = _Step()
     try:
-        return _attribute(args)
+        return _attribute(args, step)
     except SteerscopeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\nstopped (Ctrl-C) while {step.now}.", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        print(_unexpected(exc, step, args.debug), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

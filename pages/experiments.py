@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pandas as pd
 import streamlit as st
 
-from interp.records import RunRecord, RunStore, compare_runs, export_report, replay
+from interp.records import RunRecord, RunStore, UnfinishedSave, compare_runs, export_report, replay
 from ui.errors import shown_as_message
 from ui.model import require_model
 from ui.records import run_store
@@ -17,6 +19,24 @@ KEY_PICK = "exp_pick"
 MAX_PICKED = 12  # a report of a dozen runs is already long; opening each one renders its settings
 KEY_REPLAY = "exp_replay"
 KEY_COMPARE = "exp_compare"
+KEY_REMOVED = "exp_removed"  # the unfinished saves this session's visits removed, so the note survives reruns
+
+
+def unfinished_note(removed: list[UnfinishedSave]) -> str:
+    """One line saying which unfinished saves were removed ("1 unfinished save from 12:03 UTC was removed ...")."""
+    times = sorted(dt.datetime.fromisoformat(save.started) for save in removed)
+    today = dt.datetime.now(dt.UTC).date()
+    when = [t.strftime("%H:%M") if t.date() == today else t.strftime("%Y-%m-%d %H:%M") for t in (times[0], times[-1])]
+    span = f"from {when[0]} UTC" if when[0] == when[-1] else f"from {when[0]} to {when[-1]} UTC"
+    count = f"1 unfinished save {span} was" if len(removed) == 1 else f"{len(removed)} unfinished saves {span} were"
+    return f"{count} removed: the app or Python stopped while saving. Every run saved in full is kept."
+
+
+def removed_saves(store: RunStore) -> list[UnfinishedSave]:
+    """Clean up after saves that died part-way (see :meth:`RunStore.cleanup`); returns all this session has removed."""
+    removed = st.session_state.setdefault(KEY_REMOVED, [])
+    removed.extend(store.cleanup())
+    return removed
 
 
 def listed_runs(store: RunStore) -> list[RunRecord]:
@@ -88,6 +108,9 @@ st.caption(
 model = require_model()
 store = run_store()
 st.caption(f"Store: {md_escape(store.uri)} (set STEERSCOPE_TRACKING_URI to use your own MLflow tracking server).")
+with shown_as_message("Cleaning up unfinished saves"):
+    if removed := removed_saves(store):
+        st.info(md_escape(unfinished_note(removed)), icon=":material/cleaning_services:")
 records: list[RunRecord] = []
 with shown_as_message("Reading the runs"):
     records = listed_runs(store)

@@ -9,7 +9,7 @@ from interp.records.compare import RunComparison, compare_runs
 from interp.records.record import RunRecord, data_folder, library_versions, new_record
 from interp.records.replay import ReplayResult, numbers_of, replay
 from interp.records.report import export_report, figure_png
-from interp.records.store import RunStore
+from interp.records.store import RunStore, UnfinishedSave
 from interp.runs.spec import Bundle
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "RunComparison",
     "RunRecord",
     "RunStore",
+    "UnfinishedSave",
     "compare_runs",
     "data_folder",
     "export_report",
