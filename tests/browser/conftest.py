@@ -9,16 +9,13 @@ screenshots from these runs (`make screenshots`).
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+
+from tests.streamlit_server import free_port, streamlit_server
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("STEERSCOPE_CHROMIUM", "/usr/bin/chromium")
@@ -38,44 +35,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.browser)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("app") / "streamlit.log"
     data = tmp_path_factory.mktemp("data")  # kept runs go here, not into the checkout
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", STEERSCOPE_DATA=str(data))
-    command = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
-        "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-    ]  # fmt: skip
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the app did not start; its log:\n{log_path.read_text()}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    flags = ("--server.address", "127.0.0.1")
+    with streamlit_server(ROOT / "app.py", cwd=ROOT, env=env, log=log_path, port=port, flags=flags):
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")

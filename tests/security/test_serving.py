@@ -15,7 +15,6 @@ import http.client
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.streamlit_server import free_port, streamlit_server
 from ui import serving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,12 +76,6 @@ def test_safe_options_fill_in_what_the_user_did_not_set(monkeypatch):
 
 # ---------------------------------------------------------------------------------------------
 # Real servers
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:
@@ -159,32 +153,11 @@ class Server:
 @contextlib.contextmanager
 def started(app_dir: Path, cwd: Path, env: dict[str, str], *flags: str) -> Iterator[Server]:
     """`streamlit run <app_dir>/app.py` from ``cwd``; stopped (terminate, then kill) within 30 s."""
-    port = _free_port()
+    port = free_port()
     log = cwd / f"streamlit-{port}.log"
-    command = [sys.executable, "-m", "streamlit", "run", str(app_dir / "app.py"), "--server.port", str(port),
-               "--server.headless", "true", "--server.fileWatcherType", "none", *flags]  # fmt: skip
-    with open(log, "w") as handle:
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the app did not start; its log:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+    flags = ("--server.fileWatcherType", "none", *flags)
+    with streamlit_server(app_dir / "app.py", cwd=cwd, env=env, log=log, port=port, flags=flags) as process:
         yield Server(process, port, log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @pytest.fixture
