@@ -159,7 +159,9 @@ def test_patching_a_run_with_its_own_activations_changes_nothing(default_model):
     task = ioi_task(default_model, n_prompts=2)
     for kind in ("heads", "resid_pre", "attn_out", "mlp_out"):
         result = patch_sweep(default_model, task.clean, task.clean, task.metric, kind)
-        assert np.abs(result.raw_values - result.metric_clean).max() <= 1e-6
+        # Float32 rounding only: the patched rows run in larger batches than the clean run, and on some CPUs the
+        # GEMM kernels then round a few ulps differently (1.9e-6 on a metric of 5.8 here, on the old code too).
+        assert np.abs(result.raw_values - result.metric_clean).max() <= 1e-6 * max(1.0, abs(result.metric_clean))
         assert not result.comparable  # nothing to normalise against: the page says so
 
 
