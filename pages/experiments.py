@@ -7,7 +7,8 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from interp.records import RunRecord, RunStore, UnfinishedSave, compare_runs, export_report, replay
+from interp.records import RunRecord, RunStore, UnfinishedSave, compare_runs, export_report, figure_png, replay
+from interp.records.summary import summary_table
 from ui.errors import shown_as_message
 from ui.model import require_model
 from ui.records import run_store
@@ -19,6 +20,7 @@ KEY_PICK = "exp_pick"
 MAX_PICKED = 12  # a report of a dozen runs is already long; opening each one renders its settings
 KEY_REPLAY = "exp_replay"
 KEY_COMPARE = "exp_compare"
+KEY_RESULTS = "exp_results"
 KEY_REMOVED = "exp_removed"  # the unfinished saves this session's visits removed, so the note survives reruns
 
 
@@ -70,11 +72,21 @@ def runs_table(records: list[RunRecord]) -> list[str]:
 
 
 def run_card(model, record: RunRecord) -> None:
-    """One opened run: its settings, provenance and a Replay button."""
+    """One opened run: its settings, its results (numbers with units, and the figure), provenance and a Replay button."""
     with st.container(border=True):
         st.markdown(f"**{md_escape(record.title)}** — run {md_escape(record.run_id)}")
         settings = record.settings
         st.dataframe(pd.DataFrame({"setting": list(settings), "value": [str(v) for v in settings.values()]}), hide_index=True)
+        with shown_as_message("Showing the results"):
+            summary = summary_table(record.result)
+            if summary:
+                st.markdown("**Results**")
+                st.dataframe(pd.DataFrame(summary), hide_index=True, key=f"{KEY_RESULTS}_{record.run_id}")
+            png = figure_png(record.result, record.title)
+            if png is not None:
+                st.image(png, caption=f"{record.title}: the report's figure")
+            if not summary and png is None:
+                st.caption("This run's result has no numbers to summarise; its JSON is in the exported report.")
         st.caption(
             "Weights SHA-256 " + record.weights_sha256[:16] + "... · " + ", ".join(f"{k} {v}" for k, v in record.versions.items())
         )
@@ -94,11 +106,11 @@ def comparison(first: RunRecord, second: RunRecord) -> None:
         result = compare_runs(first, second)
         st.subheader("Compare")
         st.dataframe(pd.DataFrame(result.settings_diff, columns=["setting", "first", "second"]), hide_index=True)
-        corr = "n/a" if result.correlation is None else f"{result.correlation:.3f}"
-        st.caption(
-            f"Results: {result.numbers_compared:,} numbers compared; "
-            f"largest difference {result.max_abs_difference:.3g}; correlation {corr}."
-        )
+        if result.metrics:
+            metrics = pd.DataFrame(result.metrics, columns=["number", "first", "second"])
+            metrics["difference"] = metrics["second"] - metrics["first"]
+            st.dataframe(metrics, hide_index=True, key=KEY_COMPARE)
+        st.caption("Results: " + md_escape(result.describe()))
 
 
 st.title("Experiments")

@@ -280,3 +280,140 @@ def test_record_keeps_versions_model_and_times(tiny_llama, store):
     assert "torch" in record.versions and "transformers" in record.versions
     assert record.started and record.finished and record.spec.seed == 0 and record.settings["seed"] == 0
     assert torch.is_tensor(torch.as_tensor(record.result.induction))
+
+
+def test_compare_runs_on_different_prompts_compares_matching_positions_and_names_the_rest(tiny_llama, store):
+    longer = PROMPT + " her"
+    a = store.load(store.save(new_record(tiny_llama, LogitLensRun(PROMPT, " Mary"), logit_lens(tiny_llama, PROMPT, " Mary"))))
+    b = store.load(store.save(new_record(tiny_llama, LogitLensRun(longer, " Mary"), logit_lens(tiny_llama, longer, " Mary"))))
+    comparison = compare_runs(a, b)
+    # The old comparison gave up on the different shapes: "0 numbers compared; largest difference nan".
+    assert comparison.numbers_compared > 0 and np.isfinite(comparison.max_abs_difference)
+    assert comparison.positions_matched == len(a.result.tokens)
+    assert comparison.max_abs_difference < 1e-5  # a causal model: the shared prefix reads the same
+    assert "positions where both prompts have the same token" in comparison.describe()
+    untargeted = store.load(store.save(new_record(tiny_llama, LogitLensRun(longer), logit_lens(tiny_llama, longer))))
+    partial = compare_runs(a, untargeted)
+    assert partial.numbers_compared > 0
+    assert any("target_probs" in why and "one run only" in why for why in partial.not_compared)
+    assert "Not compared: " in partial.describe() and "nan" not in partial.describe()
+
+
+def _comparison_of_five_methods(model):
+    import dataclasses
+
+    from interp.attribution.runs import AttributionComparison, CheckedAttribution
+
+    one = attribute(model, PROMPT, Target.contrast(" Mary", " John"), "feature_ablation")
+    check = faithfulness(model, one)
+    names = ("shap", "integrated_gradients", "feature_ablation", "shapley_sampling", "gradient_x_input")
+    return names, AttributionComparison(
+        tuple(
+            CheckedAttribution(
+                dataclasses.replace(one, method=name, scores=one.scores.copy()),
+                dataclasses.replace(
+                    check,
+                    method=name,
+                    fractions=check.fractions.copy(),
+                    deletion=check.deletion.copy(),
+                    insertion=check.insertion.copy(),
+                ),
+            )
+            for name in names
+        )
+    )
+
+
+def test_report_has_result_numbers_axis_titles_and_a_panel_per_method(tiny_llama, store):
+    import io
+
+    from interp.attribution.runs import MethodComparison
+    from interp.records.report import _main_arrays
+    from interp.records.summary import summary_rows
+
+    names, comparison = _comparison_of_five_methods(tiny_llama)
+    task = custom_task(tiny_llama, PROMPT, PROMPT.replace("John gave", "Mary gave"), " Mary", " John")
+    patching = patch_sweep(tiny_llama, task.clean, task.corrupted, task.metric, "heads")
+    long_prompts = tuple(f"prompt number {i} with some words in it" for i in range(40))
+    records = [
+        new_record(tiny_llama, AttentionRun(PROMPT), attention_patterns(tiny_llama, PROMPT)),
+        new_record(tiny_llama, MethodComparison(PROMPT, names, Target.contrast(" Mary", " John")), comparison),
+        new_record(tiny_llama, LogitLensRun("x " * 150, " Mary"), logit_lens(tiny_llama, PROMPT, " Mary")),
+    ]
+    records = [store.load(store.save(r)) for r in records]
+    # A record whose settings hold a long list of prompts (as a steering sweep's do).
+    records.append(dataclasses_replace_settings(records[2], {"prompts": list(long_prompts)}))
+    archive = zipfile.ZipFile(io.BytesIO(export_report(records)))
+    report, tex = archive.read("report.md").decode(), archive.read("report.tex").decode()
+    # Result numbers with units, in both documents.
+    attention_rows = summary_rows(records[0].result)
+    assert attention_rows and f"{attention_rows[0].value:.4g}" in report and f"{attention_rows[0].value:.4g}" in tex
+    assert "attention weight (0-1)" in report and "logit difference" in report and "| result | value | unit | where |" in report
+    assert "result & value & unit & where" in tex
+    # LaTeX tables wrap (p{} columns) instead of running off the page; long cells end with an ellipsis.
+    assert "\\begin{tabular}{ll}" not in tex and "p{0.62\\linewidth}" in tex
+    assert "x x x" in tex and "\\ldots{}" in tex
+    # Long prompt lists keep whole items, then say how many more.
+    line = next(line for line in report.splitlines() if line.startswith("| prompts |"))
+    assert "… and " in line and " more]" in line
+    kept = line.split("[", 1)[1].split(", … and")[0]
+    assert all(item.strip().strip('"') in long_prompts for item in kept.split(", "))
+    # A figure per run; axes named after the result's own labels; the attention head named; one panel per method.
+    for index, record in enumerate(records, start=1):
+        assert archive.read(f"run{index}_{record.kind}/figure.png").startswith(b"\x89PNG")
+    for result in (records[0].result, comparison, patching, records[2].result):
+        for _title, _array, axes, _ticks, _unit in _main_arrays(result):
+            assert "row" not in axes and "column" not in axes, axes
+    (attention,) = _main_arrays(records[0].result)
+    assert "head 0" in attention[0] and attention[2] == ("key position", "query position")
+    assert _main_arrays(patching)[0][2] == ("head", "layer") and _main_arrays(patching)[0][4]
+    panels = _main_arrays(comparison)
+    assert [panel[0].split()[0] for panel in panels] == list(names)  # "shap attribution", ...: 5 panels, not 4
+    assert all(panel[2][1] == "logit difference" for panel in panels)
+
+
+def dataclasses_replace_settings(record, settings):
+    import dataclasses
+
+    class WithSettings(type(record)):
+        @property
+        def settings(self):
+            return settings
+
+    fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    return WithSettings(**fields)
+
+
+def test_experiments_page_shows_an_opened_runs_results_and_compares_different_prompts(tiny_llama, tiny_llama_dir, store):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from ui.model import KEY_CHOICE, KEY_CUSTOM, OTHER_CHOICE
+    from ui.records import run_store
+
+    longer = PROMPT + " her"
+    ids = [
+        store.save(new_record(tiny_llama, LogitLensRun(p, " Mary"), logit_lens(tiny_llama, p, " Mary"), note=p[-6:]))
+        for p in (PROMPT, longer)
+    ]
+    run_store.clear()
+    try:
+        app = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=180)
+        app.session_state[KEY_CHOICE] = OTHER_CHOICE
+        app.session_state[KEY_CUSTOM] = str(tiny_llama_dir)
+        app.run()
+        app.switch_page("pages/experiments.py").run()
+        assert not app.exception, app.exception
+        app.multiselect(key="exp_pick").set_value([ids[0]]).run()
+        assert not app.exception and not app.error
+        results = next(frame.value for frame in app.dataframe if "unit" in frame.value.columns)
+        assert "probability" in set(results["unit"]) and len(results) > 0
+        assert app.get("image"), "the run's figure is shown"
+        app.multiselect(key="exp_pick").set_value(ids).run()
+        assert not app.exception and not app.error
+        caption = next(c.value for c in app.caption if c.value.startswith("Results:"))
+        assert "nan" not in caption and "0 numbers compared" not in caption
+        assert "same token" in caption
+    finally:
+        run_store.clear()
