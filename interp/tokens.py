@@ -166,3 +166,52 @@ def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, *, side: Literal["left"
         tokens[i, span] = torch.tensor(list(row), dtype=torch.long)
         mask[i, span] = 1
     return PaddedRows(tokens, mask, side)
+
+
+@dataclasses.dataclass(frozen=True)
+class UnknownText:
+    """How much of a text the tokenizer could only read as its unknown token.
+
+    A word-level tokenizer (the planted toy model's) turns every word outside its vocabulary into one
+    ``unk`` token, so an English prompt silently becomes ``<|endoftext|>`` tokens; byte-level tokenizers
+    (GPT-2, SmolLM2) never do.
+    """
+
+    n_tokens: int
+    n_unknown: int
+    n_characters: int  # characters of the text those unknown tokens stand for
+    unknown_token: str
+
+    @property
+    def fraction(self) -> float:
+        return self.n_unknown / self.n_tokens if self.n_tokens else 0.0
+
+    def message(self, model_name: str) -> str:
+        return (
+            f"{self.n_unknown} of the prompt's {self.n_tokens} tokens ({self.n_characters} characters) are outside "
+            f"{model_name}'s vocabulary and read as {self.unknown_token}: the model sees those as one unknown token, "
+            "not as your text."
+        )
+
+
+def unknown_tokens(model: LoadedModel, text: str) -> UnknownText:
+    """Which part of ``text`` the tokenizer reads as its unknown token (none for byte-level tokenizers).
+
+    Example:
+        >>> unknown_tokens(planted, "t1 t2 hello").n_unknown
+        1
+    """
+    tokenizer = model.tokenizer
+    unk_id, unk = tokenizer.unk_token_id, tokenizer.unk_token or ""
+    check_text("prompt", text)
+    if unk_id is None:
+        return UnknownText(len(tokenize(model, text)), 0, 0, unk)
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=getattr(tokenizer, "is_fast", False))
+    ids = list(encoded.input_ids)
+    offsets = encoded.get("offset_mapping") or [(0, 0)] * len(ids)
+    unknown = [
+        (start, end) for i, (start, end) in zip(ids, offsets, strict=True) if i == unk_id and text[start:end] != unk
+    ]  # the unknown token typed as itself is not unknown text
+    if not getattr(tokenizer, "is_fast", False):
+        unknown = [(0, 0)] * (ids.count(unk_id) - text.count(unk))
+    return UnknownText(len(ids), len(unknown), sum(end - start for start, end in unknown), unk)

@@ -22,7 +22,8 @@ from ui.downloads import csv_download, figure_downloads
 from ui.errors import shown_as_message
 from ui.model import require_model
 from ui.records import keep_run
-from ui.render import md_escape, token_chips
+from ui.render import md_escape, token_chips, warn_unknown_text
+from ui.state import keep_input
 
 KEY_EXAMPLE = "attn_example"
 KEY_PROMPT = "attn_prompt"
@@ -156,10 +157,10 @@ INTRO = (
     "and how the prediction forms layer by layer."
 )
 st.caption(INTRO)
+keep_input(KEY_PROMPT, next(iter(EXAMPLES.values())))  # before the page can stop: a model switch keeps the prompt
 model = require_model()
-st.session_state.setdefault(KEY_PROMPT, next(iter(EXAMPLES.values())))
-st.session_state.setdefault(KEY_LAYER, 0)
-st.session_state.setdefault(KEY_HEAD, 0)
+keep_input(KEY_LAYER, 0, allowed=range(model.info.n_layers))  # a head opened on another model may not exist here
+keep_input(KEY_HEAD, 0, allowed=range(model.info.n_heads))
 st.selectbox(
     "Example prompts",
     list(EXAMPLES),
@@ -169,6 +170,7 @@ st.selectbox(
     on_change=_use_example,
 )
 prompt = st.text_area(f"Prompt (up to {DISPLAY_LIMIT} tokens)", key=KEY_PROMPT, height=80)
+warn_unknown_text(model, prompt)
 
 result = None
 patterns_spec = AttentionRun(prompt, max_tokens=DISPLAY_LIMIT)

@@ -31,7 +31,7 @@ from ui.downloads import csv_download, json_download
 from ui.errors import shown_as_message
 from ui.model import require_model
 from ui.records import keep_run
-from ui.render import md_escape, token_chips
+from ui.render import md_escape, token_chips, warn_unknown_text
 
 KEY_PROMPT = "attr_prompt"
 KEY_TARGET_KIND = "attr_target_kind"
@@ -103,6 +103,7 @@ def target_widgets() -> Target:
 def one_prompt_section(model, methods: dict[str, AttributionMethod], budget: int, seed: int) -> None:
     """One prompt, the chosen methods side by side; the results stay on screen until the next Run."""
     prompt = st.text_area("Prompt", "When Mary and John went to the store, John gave a drink to", key=KEY_PROMPT, height=80)
+    warn_unknown_text(model, prompt)
     target = target_widgets()
     chosen = st.multiselect(
         "Methods", list(METHODS), default=["shap", "feature_ablation", "integrated_gradients"], format_func=title_of,

@@ -55,6 +55,7 @@ KEY_ABLATION_SPEC = "circ_ablation_spec"  # (weights, AblationRun) of the ablati
 TASKS = {**presets.PRESET_TITLES, "custom": "My own clean / corrupted pair"}
 ALIGN = "Align them (pad the shorter prompt at the start)"
 DIRECTIONS = {"denoise": "Clean into corrupted (denoise)", "noise": "Corrupted into clean (noise)"}
+LOW_AGREEMENT = 0.5  # Spearman below which the page explains why the estimate disagrees with the exact patch
 PLANTED_HELP = (
     "A 2-layer attention-only model trained here whose circuit is known by construction: "
     "L0.H1 (previous token) and L1.H2 (induction)."
@@ -181,6 +182,27 @@ def _show_patching(model, spec: PatchingRun, built: PatchingTask, pair: Patching
             "Attribution patching is a first-order estimate: "
             "where attention saturates it can miss a component the real patch shows."
         )
+        agreement = pair.correlation
+        if not agreement >= LOW_AGREEMENT:  # nan (a constant sweep) is low too
+            st.info(
+                f"Low agreement here (Spearman {agreement:.2f}): the estimate is a gradient taken at one end of the "
+                f"patch ({'the corrupted run' if spec.direction == 'denoise' else 'the clean run'}). Where attention is "
+                "saturated — a head that puts almost all its weight on one token, as the planted induction head does — "
+                "the softmax is flat there, so the gradient is near zero although the full patch moves the answer "
+                "a lot; most other sites score near zero in both, so their ranks are noise. Trust the exact sweep "
+                "(left) for the ranking; switching the direction moves the gradient to the other run."
+            )
+
+
+def _forget_what_this_model_lacks(model) -> None:
+    """Drop a head or components chosen on another model that this one does not have (after a model switch)."""
+    opened = st.session_state.get(KEY_OPEN_HEAD)
+    if opened is not None and not (0 <= opened[0] < model.info.n_layers and 0 <= opened[1] < model.info.n_heads):
+        del st.session_state[KEY_OPEN_HEAD]
+    chosen = st.session_state.get(KEY_ABLATE)
+    if chosen:
+        labels = {c.label for c in ablatable_components(model)}
+        st.session_state[KEY_ABLATE] = [label for label in chosen if label in labels]
 
 
 def open_head_section(model, built: PatchingTask) -> None:
@@ -260,6 +282,7 @@ st.caption(
     "compare with the fast attribution-patching estimate, ablate candidate circuits, and read direct logit attribution."
 )
 model = require_model()
+_forget_what_this_model_lacks(model)
 st.button("Use the model with a planted induction circuit", on_click=_use_planted_model, help=PLANTED_HELP)
 picked = task_section(model)
 if picked is None:

@@ -10,7 +10,8 @@ from interp.plots import next_token_bar
 from ui.cached import cached_run
 from ui.errors import shown_as_message
 from ui.model import require_model
-from ui.render import token_chips
+from ui.render import token_chips, warn_unknown_text
+from ui.state import keep_input
 
 KEY_PROMPT = "home_prompt"
 KEY_TOP_K = "home_top_k"
@@ -24,6 +25,7 @@ st.markdown(
     "toward a concept and measure what it costs."
 )
 
+keep_input(KEY_PROMPT, EXAMPLE_PROMPT)  # before the page can stop: a model switch keeps the prompt
 model = require_model()
 
 left, right = st.columns([3, 2], gap="large")
@@ -33,7 +35,8 @@ with right:
     st.dataframe(pd.DataFrame(rows, columns=["", "value"]), hide_index=True, width="stretch", height=36 * (len(rows) + 1) + 2)
 with left:
     st.subheader("Next-token predictions")
-    prompt = st.text_area("Prompt", value=EXAMPLE_PROMPT, key=KEY_PROMPT, height=90)
+    prompt = st.text_area("Prompt", key=KEY_PROMPT, height=90)
+    warn_unknown_text(model, prompt)
     top_k = st.slider("How many predictions", 3, 30, NextTokenRun.default("k"), key=KEY_TOP_K)
     with shown_as_message("Predicting the next token"):
         predictions = cached_run(model, NextTokenRun(prompt, k=top_k))

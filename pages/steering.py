@@ -20,13 +20,13 @@ from steering.plots import cosine_heatmap, pareto_plot, sweep_heatmaps, token_ef
 from steering.runs import SteeringBatchEvaluation, SteeringEvaluation, SteeringSweep, behaviour_scorer
 from steering.scores import SCORERS
 from steering.sweep import SweepResult
-from steering.vector import SteeringVector, load_vector
+from steering.vector import SteeringVector, applied_coefficient, load_vector
 from ui.cached import cached_run, cached_steering_vector
 from ui.errors import shown_as_message
 from ui.model import require_model
 from ui.records import keep_run
-from ui.render import md_escape, token_chips
-from ui.state import trained_reward_model
+from ui.render import md_escape, token_chips, warn_unknown_text
+from ui.state import keep_input, trained_reward_model
 
 KEY_SOURCE = "steer_source"
 KEY_DATASET = "steer_dataset"
@@ -34,6 +34,7 @@ KEY_PAIRS = "steer_pairs_editor"
 KEY_PAIRS_FILE = "steer_pairs_file"
 KEY_VECTOR_FILE = "steer_vector_file"
 KEY_VECTOR_LAYERS = "steer_vector_file_layers"
+KEY_VECTOR_SEEN = "steer_vector_file_seen"  # the upload whose coefficient the slider was last started from
 KEY_METHOD = "steer_method"
 KEY_POSITION = "steer_position"
 KEY_ACTADD_POS = "steer_actadd_pos"
@@ -101,6 +102,21 @@ def vector_from_file(model) -> SteeringVector | None:
     vector = load_vector(upload.name, upload.getvalue(), model, layers=layers)
     for warning in vector.check_for(model):
         st.warning(md_escape(warning))  # it can quote the file's metadata
+    applied = applied_coefficient(upload.getvalue()) if upload.name.lower().endswith(".safetensors") else None
+    if applied is not None:
+        if st.session_state.get(KEY_VECTOR_SEEN) != upload.file_id:  # a new file: start the slider at 1, not ×coefficient again
+            st.session_state[KEY_COEF] = 1.0
+        st.info(
+            f"This file already has coefficient {applied:+g} applied (it was exported as a vector × coefficient): "
+            "the slider starts at 1, which steers exactly as it did when exported."
+        )
+    if upload.name.lower().endswith(".gguf"):
+        st.info(
+            f"llama.cpp numbers a control vector by the block whose *output* it is added to: its direction.N is "
+            f"Steerscope's resid_post of layer N, the same tensor as resid_pre of layer N + 1. So a vector exported "
+            f"here at layer {vector.layers[0] + 1} reads back as layer {vector.layers[0]} — the same place in the model."
+        )
+    st.session_state[KEY_VECTOR_SEEN] = upload.file_id
     return vector
 
 
@@ -158,8 +174,9 @@ def tune_section(model, vector: SteeringVector) -> SteeringEvaluation | None:
     """Sliders for the layer and coefficient, and the steered samples beside the unsteered ones."""
     st.subheader("2 · Tune it")
     layers = list(vector.layers)
-    st.session_state.setdefault(KEY_LAYER, START_LAYER if START_LAYER in layers else layers[len(layers) // 5])
-    st.session_state.setdefault(KEY_COEF, START_COEFFICIENT)
+    # Kept on every run (see keep_input): the slider shows the value applied even after runs that did not draw it.
+    keep_input(KEY_LAYER, START_LAYER if START_LAYER in layers else layers[len(layers) // 5], allowed=layers)
+    keep_input(KEY_COEF, START_COEFFICIENT)
     reward = trained_reward_model(model)
     scorers = [*SCORERS, "reward"] if reward is not None else list(SCORERS)
     controls = st.columns([2, 2, 2, 1])
@@ -168,7 +185,8 @@ def tune_section(model, vector: SteeringVector) -> SteeringEvaluation | None:
     label = {name: behaviour_scorer(model, name, reward) for name in scorers}
     scorer = controls[2].selectbox("Behaviour score", scorers, format_func=lambda s: label[s].name, key=KEY_SCORER)
     n_samples = controls[3].number_input("Samples", 1, 8, SteeringEvaluation.default("n_samples"), key=KEY_SAMPLES)
-    prompt = st.text_input("Prompt", SteeringEvaluation.default("prompts")[0], key=KEY_PROMPT)
+    prompt = st.text_input("Prompt", key=KEY_PROMPT)
+    warn_unknown_text(model, prompt)
     with shown_as_message("Generating"), st.spinner("Generating unsteered and steered samples with the same seeds"):
         spec = SteeringEvaluation(
             vector.at_layers([layer]), layer, float(coefficient), scorer, reward if scorer == "reward" else None,
@@ -279,7 +297,7 @@ def export_section(vector: SteeringVector, layer: int, coefficient: float) -> No
     cols = st.columns(3)
     cols[0].download_button(
         "Vector at this layer × coefficient (.safetensors)",
-        data=chosen.to_safetensors(),
+        data=chosen.to_safetensors(coefficient_applied=coefficient),
         file_name=f"steering_L{layer}.safetensors",
         on_click="ignore",
     )
@@ -338,6 +356,8 @@ st.caption(
     "Make the model more X: build a direction from contrasting text, add it to the residual stream while the model "
     "writes, and see how much it changes the behaviour and what it costs in fluency."
 )
+keep_input(KEY_PROMPT, SteeringEvaluation.default("prompts")[0])  # before the page can stop (no model, no vector)
+keep_input(KEY_COEF, START_COEFFICIENT)
 model = require_model()
 with st.container(border=True):
     vector = vector_section(model)

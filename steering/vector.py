@@ -202,11 +202,17 @@ class SteeringVector:
             "source": self.source,
         }
 
-    def to_safetensors(self) -> bytes:
+    def to_safetensors(self, *, coefficient_applied: float | None = None) -> bytes:
+        """The native file. ``coefficient_applied``: the coefficient these directions were already multiplied by
+        (a "vector × coefficient" export), recorded so whoever loads it does not multiply by it again."""
         from safetensors.torch import save
 
         tensors = {f"direction.{layer}": self.direction(layer).float().contiguous() for layer in self.layers}
-        return save(tensors, metadata=self.metadata())
+        metadata = self.metadata()
+        if coefficient_applied is not None:
+            check_finite("coefficient", float(coefficient_applied))
+            metadata["coefficient_applied"] = repr(float(coefficient_applied))
+        return save(tensors, metadata=metadata)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -335,6 +341,23 @@ def _from_safetensors(name: str, data: bytes, model: LoadedModel | None, layers:
         method=meta.get("method", ""),
         source=meta.get("source", name),
     )
+
+
+def applied_coefficient(data: bytes) -> float | None:
+    """The coefficient a Steerscope safetensors file says its directions already carry, or None (unscaled, or unreadable)."""
+    from safetensors import safe_open
+
+    try:
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(suffix=".safetensors") as handle:
+            handle.write(data)
+            handle.flush()
+            with safe_open(handle.name, framework="pt") as reader:
+                value = (reader.metadata() or {}).get("coefficient_applied")
+        return None if value is None else float(value)
+    except Exception:  # load_vector reports a broken file; here it only means nothing is recorded
+        return None
 
 
 def _stack_rows(name: str, rows: list[torch.Tensor], layers: Sequence[int]) -> torch.Tensor:

@@ -61,3 +61,16 @@ def token_chips_html(labels: Sequence[str], weights: Sequence[float] | None = No
 
 def token_chips(labels: Sequence[str], weights: Sequence[float] | None = None, titles: Sequence[str] | None = None) -> None:
     st.html(token_chips_html(labels, weights, titles))
+
+
+def warn_unknown_text(model, text: str) -> None:
+    """A warning when part of ``text`` is outside the model's vocabulary (read as its unknown token)."""
+    from interp.errors import SteerscopeError
+    from interp.tokens import unknown_tokens
+
+    try:
+        unknown = unknown_tokens(model, text)
+    except SteerscopeError:
+        return  # the page's own check says what is wrong with the text
+    if unknown.n_unknown:
+        st.warning(md_escape(unknown.message(model.info.name)))

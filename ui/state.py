@@ -5,7 +5,8 @@ Today: the reward model trained on the Reward & RLHF page, which the Steering pa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
@@ -28,3 +29,19 @@ def trained_reward_model(model: LoadedModel) -> RewardModel | None:
     if reward is None or reward.base_weights_sha256 != model.info.weights_sha256:
         return None
     return reward
+
+
+def keep_input(key: str, default: Any, *, allowed: Sequence[Any] | None = None) -> Any:
+    """Re-commit widget ``key``'s value (or ``default``) before the widget is drawn, and return it.
+
+    Streamlit forgets a widget's value after any run that does not draw it (no model loaded yet while the sidebar
+    switches models, no vector chosen yet), and a widget whose state it forgot is shown at its own default (a
+    slider's minimum) while the page may go on using another value. Writing the value back on every run, before
+    the page can stop, keeps it and makes the widget show exactly what is used. ``allowed``: the values the widget
+    offers now; a kept value outside them (a layer of another vector or model) falls back to ``default``.
+    """
+    value = st.session_state.get(key, default)
+    if allowed is not None and value not in allowed:
+        value = default
+    st.session_state[key] = value
+    return value

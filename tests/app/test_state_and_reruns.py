@@ -1,0 +1,156 @@
+"""Through the pages: a widget shows the value that is used, state survives a model switch, and a rerun that
+changes no input is a cache lookup (issue 20, "State and reruns")."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from interp import load_model
+from tests.app.test_pages import PLANTED, open_page
+from ui.model import KEY_MODEL, OTHER_CHOICE
+
+pytestmark = pytest.mark.real_model
+
+
+@pytest.fixture()
+def tiny(tiny_llama_dir) -> dict[str, str]:
+    return {"model_choice": OTHER_CHOICE, "model_custom_spec": str(tiny_llama_dir)}
+
+
+def shown(slider) -> float:
+    """What the browser draws: the value the server sent, or the widget's own default when it sent none."""
+    values = slider.proto.value if slider.proto.set_value else slider.proto.default
+    return float(values[0])
+
+
+def switch_model(app, **state: str):
+    """The sidebar's model switch. AppTest reruns only the page after its first run, so load the model the way the
+    sidebar does and put it where app.py puts it."""
+    for key, value in state.items():
+        app.session_state[key] = value
+    app.session_state[KEY_MODEL] = load_model(state["model_custom_spec"], device="cpu")
+    return app.run()
+
+
+def test_after_a_vector_upload_the_coefficient_slider_shows_what_is_applied(tiny, tiny_llama):
+    from steering.vector import SteeringVector
+
+    info = tiny_llama.info
+    vector = SteeringVector((1,), torch.ones(1, info.d_model), d_model=info.d_model, model_name=info.name,
+                            weights_sha256=info.weights_sha256)  # fmt: skip
+    app = open_page("pages/steering.py", **tiny)
+    app.radio(key="steer_source").set_value("file").run()  # no vector yet: the tune section is not drawn
+    app.file_uploader(key="steer_vector_file").upload("v.safetensors", vector.to_safetensors()).run()
+    assert not app.exception and not app.error
+    for _ in range(2):  # after the upload, and after a further interaction
+        applied = app.session_state["ui_specs_on_screen"]["steering_evaluation"].coefficient
+        assert shown(app.slider(key="steer_coefficient")) == applied == 3.0
+        app.text_input(key="steer_prompt").input("I think").run()
+        assert not app.exception and not app.error
+
+
+def test_an_exported_vector_times_coefficient_says_so_and_starts_the_slider_at_1(tiny, tiny_llama):
+    from steering.vector import SteeringVector, applied_coefficient, load_vector
+
+    info = tiny_llama.info
+    vector = SteeringVector((1,), torch.ones(1, info.d_model), d_model=info.d_model, model_name=info.name,
+                            weights_sha256=info.weights_sha256)  # fmt: skip
+    data = (vector * 3.0).to_safetensors(coefficient_applied=3.0)
+    assert applied_coefficient(data) == 3.0 and applied_coefficient(vector.to_safetensors()) is None
+    assert torch.equal(load_vector("v.safetensors", data).directions, 3 * vector.directions)
+    app = open_page("pages/steering.py", **tiny)
+    app.radio(key="steer_source").set_value("file").run()
+    app.file_uploader(key="steer_vector_file").upload("v.safetensors", data).run()
+    assert not app.exception and not app.error
+    assert any("already has coefficient +3 applied" in i.value for i in app.info), [i.value for i in app.info]
+    assert shown(app.slider(key="steer_coefficient")) == 1.0
+    assert app.session_state["ui_specs_on_screen"]["steering_evaluation"].coefficient == 1.0
+    app.slider(key="steer_coefficient").set_value(2.0).run()  # the user's own choice is not reset by the next rerun
+    assert shown(app.slider(key="steer_coefficient")) == 2.0
+
+
+def test_a_gguf_upload_explains_why_its_layer_reads_one_lower(tiny, tiny_llama):
+    from steering.vector import SteeringVector
+
+    info = tiny_llama.info
+    vector = SteeringVector((2,), torch.ones(1, info.d_model), d_model=info.d_model, model_name=info.name)
+    app = open_page("pages/steering.py", **tiny)
+    app.radio(key="steer_source").set_value("file").run()
+    app.file_uploader(key="steer_vector_file").upload("v.gguf", vector.to_gguf()).run()
+    assert not app.exception and not app.error
+    assert any("exported here at layer 2 reads back as layer 1" in i.value for i in app.info), [i.value for i in app.info]
+
+
+def test_a_head_opened_on_another_model_does_not_survive_a_switch_to_the_planted_one(tiny):
+    app = open_page("pages/circuits.py", **tiny)
+    app.session_state["circ_open_head"] = (18, 6)  # a head the default model has and the planted one lacks
+    app.session_state["circ_ablate"] = ["L18.H6"]
+    switch_model(app, **PLANTED)
+    app.radio(key="circ_task").set_value("induction").run()
+    app.button(key="circ_run").click().run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+
+
+def test_the_planted_models_low_patching_agreement_is_explained():
+    app = open_page("pages/circuits.py", **PLANTED)
+    app.radio(key="circ_task").set_value("induction").run()
+    app.button(key="circ_run").click().run()
+    assert not app.exception and not app.error
+    assert any("Low agreement here (Spearman" in i.value and "saturated" in i.value for i in app.info)
+
+
+@pytest.mark.parametrize("page, key", [("pages/home.py", "home_prompt"), ("pages/attention.py", "attn_prompt")])
+def test_a_model_switch_keeps_the_prompt(tiny, page, key):
+    app = open_page(page, **tiny)
+    widget = app.text_area(key=key)
+    widget.input("t1 t2 t3 t1 t2").run()
+    app.session_state["model_choice"] = OTHER_CHOICE
+    app.session_state["model_custom_spec"] = ""  # on the way to another model: no model, the page stops
+    app.session_state[KEY_MODEL] = None
+    app.run()
+    switch_model(app, **PLANTED)
+    assert not app.exception
+    assert app.text_area(key=key).value == "t1 t2 t3 t1 t2"
+
+
+@pytest.mark.parametrize("page, key", [("pages/home.py", "home_prompt"), ("pages/attention.py", "attn_prompt")])
+def test_an_english_prompt_on_the_planted_model_is_said_to_be_outside_its_vocabulary(page, key):
+    app = open_page(page, **PLANTED)
+    app.text_area(key=key).input("t1 t2 hello world").run()
+    assert not app.exception
+    assert any("2 of the prompt's 4 tokens (10 characters) are outside" in w.value for w in app.warning), [
+        w.value for w in app.warning
+    ]
+    app.text_area(key=key).input("t1 t2 t3").run()
+    assert not any("outside" in w.value for w in app.warning)
+
+
+def timed_rerun(app) -> float:
+    start = time.perf_counter()
+    app.run()
+    assert not app.exception and not app.error
+    return time.perf_counter() - start
+
+
+def test_a_no_change_rerun_of_steering_costs_a_lookup(tiny):
+    start = time.perf_counter()
+    app = open_page("pages/steering.py", **tiny)
+    app.number_input(key="steer_samples").set_value(3).run()  # a setting no other test has computed
+    first = time.perf_counter() - start
+    assert not app.exception and not app.error
+    rerun = timed_rerun(app)
+    assert rerun < 0.2 * first, (rerun, first)
+
+
+def test_a_no_change_rerun_of_the_rlhf_page_after_training_and_best_of_n_costs_a_lookup(tiny):
+    app = open_page("pages/rlhf.py", **tiny)
+    start = time.perf_counter()
+    app.button(key="rlhf_train").click().run()
+    app.button(key="rlhf_bon").click().run()
+    first = time.perf_counter() - start
+    assert not app.exception and not app.error
+    rerun = timed_rerun(app)
+    assert rerun < 0.2 * first, (rerun, first)
