@@ -10,6 +10,7 @@ import torch
 
 from interp import load_model
 from tests.app.test_pages import PLANTED, open_page
+from ui.cached import run_cache
 from ui.model import KEY_MODEL, OTHER_CHOICE
 
 pytestmark = pytest.mark.real_model
@@ -136,21 +137,23 @@ def timed_rerun(app) -> float:
 
 
 def test_a_no_change_rerun_of_steering_costs_a_lookup(tiny):
-    start = time.perf_counter()
     app = open_page("pages/steering.py", **tiny)
-    app.number_input(key="steer_samples").set_value(3).run()  # a setting no other test has computed
+    run_cache().clear()  # the cache is shared by the whole test process: this run must really compute
+    start = time.perf_counter()
+    app.number_input(key="steer_samples").set_value(8).run()
     first = time.perf_counter() - start
     assert not app.exception and not app.error
-    rerun = timed_rerun(app)
+    rerun = min(timed_rerun(app), timed_rerun(app))  # the page's own drawing, twice: the cache is hit both times
     assert rerun < 0.2 * first, (rerun, first)
 
 
 def test_a_no_change_rerun_of_the_rlhf_page_after_training_and_best_of_n_costs_a_lookup(tiny):
     app = open_page("pages/rlhf.py", **tiny)
+    run_cache().clear()  # shared by the whole test process: this test's training must really happen
     start = time.perf_counter()
     app.button(key="rlhf_train").click().run()
     app.button(key="rlhf_bon").click().run()
     first = time.perf_counter() - start
     assert not app.exception and not app.error
-    rerun = timed_rerun(app)
+    rerun = min(timed_rerun(app), timed_rerun(app))
     assert rerun < 0.2 * first, (rerun, first)
