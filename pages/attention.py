@@ -23,7 +23,7 @@ from ui.errors import shown_as_message
 from ui.model import require_model
 from ui.records import keep_run
 from ui.render import md_escape, token_chips, warn_unknown_text
-from ui.state import keep_input
+from ui.state import seed_input
 
 KEY_EXAMPLE = "attn_example"
 KEY_PROMPT = "attn_prompt"
@@ -71,8 +71,8 @@ def heads_section(model, result: AttentionResult) -> None:
     pattern_col, query_col = st.columns([3, 2], gap="large")
     with query_col:
         pick_layer, pick_head = st.columns(2)
-        layer = pick_layer.number_input("Layer", 0, info.n_layers - 1, key=KEY_LAYER)
-        head = pick_head.number_input("Head", 0, info.n_heads - 1, key=KEY_HEAD)
+        layer = pick_layer.number_input("Layer", 0, info.n_layers - 1, key=KEY_LAYER, persist_state="session")
+        head = pick_head.number_input("Head", 0, info.n_heads - 1, key=KEY_HEAD, persist_state="session")
         query = st.select_slider(
             "Query token: what does it attend to?",
             options=list(range(len(result.tokens))),
@@ -157,10 +157,9 @@ INTRO = (
     "and how the prediction forms layer by layer."
 )
 st.caption(INTRO)
-keep_input(KEY_PROMPT, next(iter(EXAMPLES.values())))  # before the page can stop: a model switch keeps the prompt
 model = require_model()
-keep_input(KEY_LAYER, 0, allowed=range(model.info.n_layers))  # a head opened on another model may not exist here
-keep_input(KEY_HEAD, 0, allowed=range(model.info.n_heads))
+seed_input(KEY_LAYER, 0, allowed=range(model.info.n_layers))  # a head opened on another model may not exist here
+seed_input(KEY_HEAD, 0, allowed=range(model.info.n_heads))
 st.selectbox(
     "Example prompts",
     list(EXAMPLES),
@@ -169,7 +168,8 @@ st.selectbox(
     placeholder="Pick an example or type below",
     on_change=_use_example,
 )
-prompt = st.text_area(f"Prompt (up to {DISPLAY_LIMIT} tokens)", key=KEY_PROMPT, height=80)
+seed_input(KEY_PROMPT, next(iter(EXAMPLES.values())))  # kept through a model switch (persist_state)
+prompt = st.text_area(f"Prompt (up to {DISPLAY_LIMIT} tokens)", key=KEY_PROMPT, height=80, persist_state="session")
 warn_unknown_text(model, prompt)
 
 result = None

@@ -11,7 +11,7 @@ from ui.cached import cached_run
 from ui.errors import shown_as_message
 from ui.model import require_model
 from ui.render import token_chips, warn_unknown_text
-from ui.state import keep_input
+from ui.state import seed_input
 
 KEY_PROMPT = "home_prompt"
 KEY_TOP_K = "home_top_k"
@@ -25,7 +25,6 @@ st.markdown(
     "toward a concept and measure what it costs."
 )
 
-keep_input(KEY_PROMPT, EXAMPLE_PROMPT)  # before the page can stop: a model switch keeps the prompt
 model = require_model()
 
 left, right = st.columns([3, 2], gap="large")
@@ -35,7 +34,8 @@ with right:
     st.dataframe(pd.DataFrame(rows, columns=["", "value"]), hide_index=True, width="stretch", height=36 * (len(rows) + 1) + 2)
 with left:
     st.subheader("Next-token predictions")
-    prompt = st.text_area("Prompt", key=KEY_PROMPT, height=90)
+    seed_input(KEY_PROMPT, EXAMPLE_PROMPT)  # kept through a model switch (persist_state)
+    prompt = st.text_area("Prompt", key=KEY_PROMPT, height=90, persist_state="session")
     warn_unknown_text(model, prompt)
     top_k = st.slider("How many predictions", 3, 30, NextTokenRun.default("k"), key=KEY_TOP_K)
     with shown_as_message("Predicting the next token"):

@@ -26,7 +26,7 @@ from ui.errors import shown_as_message
 from ui.model import require_model
 from ui.records import keep_run
 from ui.render import md_escape, token_chips, warn_unknown_text
-from ui.state import keep_input, trained_reward_model
+from ui.state import seed_input, trained_reward_model
 
 KEY_SOURCE = "steer_source"
 KEY_DATASET = "steer_dataset"
@@ -174,18 +174,18 @@ def tune_section(model, vector: SteeringVector) -> SteeringEvaluation | None:
     """Sliders for the layer and coefficient, and the steered samples beside the unsteered ones."""
     st.subheader("2 · Tune it")
     layers = list(vector.layers)
-    # Kept on every run (see keep_input): the slider shows the value applied even after runs that did not draw it.
-    keep_input(KEY_LAYER, START_LAYER if START_LAYER in layers else layers[len(layers) // 5], allowed=layers)
-    keep_input(KEY_COEF, START_COEFFICIENT)
+    seed_input(KEY_LAYER, START_LAYER if START_LAYER in layers else layers[len(layers) // 5], allowed=layers)
+    seed_input(KEY_COEF, START_COEFFICIENT)
     reward = trained_reward_model(model)
     scorers = [*SCORERS, "reward"] if reward is not None else list(SCORERS)
     controls = st.columns([2, 2, 2, 1])
-    layer = controls[0].select_slider("Layer", options=layers, key=KEY_LAYER)
-    coefficient = controls[1].slider("Coefficient", -8.0, 8.0, step=0.5, key=KEY_COEF)
+    layer = controls[0].select_slider("Layer", options=layers, key=KEY_LAYER, persist_state="session")
+    coefficient = controls[1].slider("Coefficient", -8.0, 8.0, step=0.5, key=KEY_COEF, persist_state="session")
     label = {name: behaviour_scorer(model, name, reward) for name in scorers}
     scorer = controls[2].selectbox("Behaviour score", scorers, format_func=lambda s: label[s].name, key=KEY_SCORER)
     n_samples = controls[3].number_input("Samples", 1, 8, SteeringEvaluation.default("n_samples"), key=KEY_SAMPLES)
-    prompt = st.text_input("Prompt", key=KEY_PROMPT)
+    seed_input(KEY_PROMPT, SteeringEvaluation.default("prompts")[0])
+    prompt = st.text_input("Prompt", key=KEY_PROMPT, persist_state="session")
     warn_unknown_text(model, prompt)
     with shown_as_message("Generating"), st.spinner("Generating unsteered and steered samples with the same seeds"):
         spec = SteeringEvaluation(
@@ -356,8 +356,6 @@ st.caption(
     "Make the model more X: build a direction from contrasting text, add it to the residual stream while the model "
     "writes, and see how much it changes the behaviour and what it costs in fluency."
 )
-keep_input(KEY_PROMPT, SteeringEvaluation.default("prompts")[0])  # before the page can stop (no model, no vector)
-keep_input(KEY_COEF, START_COEFFICIENT)
 model = require_model()
 with st.container(border=True):
     vector = vector_section(model)

@@ -31,17 +31,17 @@ def trained_reward_model(model: LoadedModel) -> RewardModel | None:
     return reward
 
 
-def keep_input(key: str, default: Any, *, allowed: Sequence[Any] | None = None) -> Any:
-    """Re-commit widget ``key``'s value (or ``default``) before the widget is drawn, and return it.
+def seed_input(key: str, default: Any, *, allowed: Sequence[Any] | None = None) -> Any:
+    """Start widget ``key`` at ``default`` the first time (or when its value is no longer offered); return its value.
 
-    Streamlit forgets a widget's value after any run that does not draw it (no model loaded yet while the sidebar
-    switches models, no vector chosen yet), and a widget whose state it forgot is shown at its own default (a
-    slider's minimum) while the page may go on using another value. Writing the value back on every run, before
-    the page can stop, keeps it and makes the widget show exactly what is used. ``allowed``: the values the widget
-    offers now; a kept value outside them (a layer of another vector or model) falls back to ``default``.
+    Call it right before drawing the widget, which is drawn with ``persist_state="session"``: Streamlit then keeps
+    the value through runs that do not draw it (no model loaded yet while the sidebar switches models, no vector
+    chosen yet) and shows it when the widget comes back; before that option, a widget drawn anew showed its own
+    default (a slider's minimum) while the page used another value. Only a missing or refused value is written:
+    writing a widget's key sends the value to the browser, which would snap a slider the user is still moving back
+    to the value of the run that the move interrupted. ``allowed``: the values the widget offers now; a value outside
+    them (a layer of another vector or model) is replaced by ``default``.
     """
-    value = st.session_state.get(key, default)
-    if allowed is not None and value not in allowed:
-        value = default
-    st.session_state[key] = value
-    return value
+    if key not in st.session_state or (allowed is not None and st.session_state[key] not in allowed):
+        st.session_state[key] = default
+    return st.session_state[key]
