@@ -61,7 +61,7 @@ class SamplingSettings:
         check_count("top_k", self.top_k, low=0)  # 0 is off
 
 
-def _choose(logits: torch.Tensor, settings: SamplingSettings, generators: list[torch.Generator]) -> torch.Tensor:
+def choose_tokens(logits: torch.Tensor, settings: SamplingSettings, generators: list[torch.Generator]) -> torch.Tensor:
     """Next token per row from last-position logits ``[rows, vocab]``."""
     if settings.temperature == 0:
         return logits.argmax(dim=-1)
@@ -175,7 +175,7 @@ def generate_batch(
                 step_input, past_key_values=cache, attention_mask=attention if padded else None, logits_to_keep=1
             )
             position += step_input.shape[1]
-            next_tokens = _choose(logits[:, -1, :], settings, generators)
+            next_tokens = choose_tokens(logits[:, -1, :], settings, generators)
             if eos is not None:
                 next_tokens = torch.where(finished, torch.full_like(next_tokens, eos), next_tokens)
                 finished |= next_tokens == eos
