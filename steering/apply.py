@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from interp.engine import RowAddition
 from interp.errors import InputError
 from interp.hooks import HookRun, HookSite, intervene
 from interp.loading import LoadedModel
@@ -57,6 +58,30 @@ def steering_hooks(
             delta = (coefficient * vector.direction(layer)).to(model.device)
             hooks.append((vector.hook_name(layer), _adder(delta, positions)))
     return hooks
+
+
+def steering_additions(
+    model: LoadedModel,
+    vectors: SteeringVector | Sequence[SteeringVector],
+    coefficients: float | Sequence[float],
+    *,
+    layers: Sequence[int] | None = None,
+    positions: str = "all",
+) -> tuple[RowAddition, ...]:
+    """The same additions as :func:`steering_hooks`, as per-request data for the engine (:mod:`interp.engine`):
+    applied to that request's rows only, while other requests decode in the same batch."""
+    pairs = steering_hooks(model, vectors, coefficients, layers=layers, positions=positions)  # validates everything
+    vectors = [vectors] if isinstance(vectors, SteeringVector) else list(vectors)
+    coefficients = [float(coefficients)] * len(vectors) if isinstance(coefficients, int | float) else list(coefficients)
+    out = []
+    for vector, coefficient in zip(vectors, coefficients, strict=True):
+        chosen = vector.layers if layers is None else [layer for layer in layers if layer in vector.layers]
+        out.extend(
+            RowAddition(vector.hook_name(layer), float(coefficient) * vector.direction(layer).float(), positions)  # type: ignore[arg-type]
+            for layer in chosen
+        )
+    assert len(out) == len(pairs)
+    return tuple(out)
 
 
 def _adder(delta: torch.Tensor, positions: str):
