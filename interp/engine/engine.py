@@ -34,7 +34,7 @@ from interp.engine.requests import GenerationRequest, GenerationStream, TokenEve
 from interp.errors import InputError
 from interp.generation import Generation, choose_tokens
 from interp.loading import LoadedModel
-from interp.tokens import check_length
+from interp.tokens import baseline_token_id, check_length, pad_rows
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +187,8 @@ class Engine:
                 while self._pending and len(self._rows) + sum(s.request.n_samples for s in joining) < self.max_rows:
                     joining.append(self._pending.popleft())
                 job = self._jobs[0] if self._jobs else None
-            for stream in joining:
-                self._join(stream)
+            if joining:
+                self._join(joining)
             if self._rows:
                 self._step()
             if job is not None and job._turn():
@@ -211,39 +211,55 @@ class Engine:
                 job._error = closed
                 job._done.set()
 
-    def _join(self, stream: GenerationStream) -> None:
-        """Prefill ``stream``'s prompt alone, choose each sample's first token, and merge its rows into the batch."""
-        request = stream.request
-        if stream.cancelled:
+    def _join(self, streams: list[GenerationStream]) -> None:
+        """Prefill the joining requests' prompts in one pass and merge their rows into the batch. If that pass fails,
+        each request is tried alone, so only the one at fault fails."""
+        for stream in [s for s in streams if s.cancelled]:
             stream._finish([])
-            return
-        rows = []
-        for i in range(request.n_samples):
-            generator = None
-            if request.sampling.temperature > 0:
-                generator = torch.Generator(device=self.model.device)
-                generator.manual_seed(request.seed + i)
-            rows.append(Row(stream, i, generator))
-        try:
-            prompt = torch.tensor([request.prompt_ids], dtype=torch.long)
-            cache = DynamicCache(config=self.model.hf_model.config)
-            positions = torch.arange(prompt.shape[1])[None, :]
-            logits = forward(self.model, rows[:1], "prompt", prompt, cache, torch.ones_like(prompt), positions)
-            self._steps += 1
-            if request.n_samples > 1:
-                cache.batch_repeat_interleave(request.n_samples)  # the samples share the prompt's pass
-            first = self._choose(rows, logits.expand(request.n_samples, -1))
-        except Exception as error:  # this request's failure; the batch it would have joined is untouched
-            log.info("request %r failed in its prompt pass: %s", request.label, error)
-            stream._fail(error)
-            return
-        mask = torch.ones((request.n_samples, prompt.shape[1]), dtype=torch.long)
+        streams = [s for s in streams if not s.cancelled]
+        if len(streams) > 1:
+            try:
+                self._prefill(streams)
+                return
+            except Exception as error:
+                log.info("a joint prompt pass failed (%s); trying each request alone", error)
+        for stream in streams:
+            try:
+                self._prefill([stream])
+            except Exception as error:  # this request's failure; the batch it would have joined is untouched
+                log.info("request %r failed in its prompt pass: %s", stream.request.label, error)
+                stream._fail(error)
+
+    def _prefill(self, streams: list[GenerationStream]) -> None:
+        """One forward pass of every prompt (left-padded), shared by each request's samples; the engine's state
+        changes only once the pass has succeeded."""
+        rows: list[Row] = []
+        for stream in streams:
+            request = stream.request
+            for i in range(request.n_samples):
+                generator = None
+                if request.sampling.temperature > 0:
+                    generator = torch.Generator(device=self.model.device)
+                    generator.manual_seed(request.seed + i)
+                rows.append(Row(stream, i, generator))
+        padded = pad_rows([s.request.prompt_ids for s in streams], baseline_token_id(self.model), side="left")
+        positions = (padded.mask.cumsum(-1) - 1).clamp(min=0)  # each prompt's own positions, from 0
+        cache = DynamicCache(config=self.model.hf_model.config)
+        firsts = [row for row in rows if row.sample == 0]
+        logits = forward(self.model, firsts, "prompt", padded.tokens, cache, padded.mask, positions)
+        self._steps += 1
+        index = torch.tensor([j for j, s in enumerate(streams) for _ in range(s.request.n_samples)], dtype=torch.long)
+        if len(index) > len(streams):
+            cache.batch_select_indices(index)  # the samples of a request share its prompt's pass
+        first = self._choose(rows, logits[index])
+        mask = padded.mask[index]
         if self._cache is None:
             self._cache, self._mask = cache, mask
         else:
             self._cache, self._mask = merge_caches(self.model, self._cache, self._mask, cache, mask)
         self._rows.extend(rows)
-        self._positions = torch.cat([self._positions, torch.full((request.n_samples,), prompt.shape[1])])
+        lengths = torch.tensor([len(s.request.prompt_ids) for s in streams], dtype=torch.long)[index]
+        self._positions = torch.cat([self._positions, lengths])
         self._next = torch.cat([self._next, first])
         self._after_tokens(rows, first)
 
