@@ -15,12 +15,13 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+from collections.abc import Mapping
 
 import torch
 from transformers import DynamicCache
 
 from interp.errors import InputError
-from interp.hooks import HookSpec, intervene
+from interp.hooks import HookFn, HookSpec, current_activity, intervene
 from interp.loading import LoadedModel
 from interp.tokens import baseline_token_id, check_length, pad_rows, tokenize
 from interp.validation import check_count, check_finite, check_text, check_texts
@@ -134,17 +135,53 @@ def generate_batch(
     chat: bool = False,
     hooks: HookSpec | None = None,
 ) -> list[list[Generation]]:
-    """Sample ``n_samples`` continuations of every prompt in one batch (left-padded, KV-cached).
+    """Sample ``n_samples`` continuations of every prompt, decoded by the model's engine (:mod:`interp.engine`).
 
-    Used by evaluations and sweeps, where many short samples are needed: one decode step serves
-    every row. Sample ``i`` of prompt ``j`` uses seed ``seed + j * n_samples + i``, so results do
-    not depend on which other prompts share the batch (up to float rounding under padding).
+    Used by evaluations and sweeps, where many short samples are needed; their rows decode in the same batch as
+    every other caller's (an interactive slider move is not queued behind a sweep). Sample ``i`` of prompt ``j``
+    uses seed ``seed + j * n_samples + i``, so results do not depend on which other rows share the batch (up to
+    float rounding under padding). ``hooks`` apply to these prompts' rows only. Called inside
+    :func:`interp.hooks.intervene` (``with steer(...)``), whose hooks see every forward pass of this thread, it
+    decodes here instead (:func:`generate_batch_serial`).
 
     Returns:
         For each prompt, its samples.
     """
+    from interp.engine import GenerationRequest, engine_for
+    from interp.hooks import holds_model
+
     if isinstance(prompts, list | tuple) and not prompts:
         return []
+    options = {
+        "max_new_tokens": max_new_tokens, "n_samples": n_samples, "temperature": temperature, "top_k": top_k,
+        "top_p": top_p, "seed": seed, "stop_at_eos": stop_at_eos, "chat": chat, "hooks": hooks,
+    }  # fmt: skip
+    if holds_model(model):
+        return generate_batch_serial(model, prompts, **options)
+    prompts, encoded, settings = _checked(model, prompts, max_new_tokens, n_samples, temperature, top_k, top_p, chat)
+    engine = engine_for(model)
+    hook_pairs = tuple(_normalise_hooks(hooks))
+    streams = [
+        engine.submit(
+            GenerationRequest(
+                prompt, tuple(ids), max_new_tokens=max_new_tokens, n_samples=n_samples, sampling=settings,
+                seed=seed + j * n_samples, stop_at_eos=stop_at_eos, hooks=hook_pairs, label=current_activity() or "generation",
+            )
+        )
+        for j, (prompt, ids) in enumerate(zip(prompts, encoded, strict=True))
+    ]  # fmt: skip
+    try:
+        out = [stream.result() for stream in streams]
+    finally:
+        for stream in streams:
+            stream.cancel()  # a caller interrupted (Stop, an error) takes its rows out of the batch
+    return out
+
+
+def _checked(
+    model: LoadedModel, prompts: list[str], max_new_tokens: int, n_samples: int, temperature: float, top_k: int,
+    top_p: float, chat: bool,
+) -> tuple[list[str], list[list[int]], SamplingSettings]:  # fmt: skip
     prompts = list(check_texts("prompts", prompts))
     check_count("max_new_tokens", max_new_tokens)
     check_count("n_samples", n_samples)
@@ -152,6 +189,37 @@ def generate_batch(
     encoded = [tokenize(model, prompt, chat=chat) for prompt in prompts]
     for ids in encoded:
         check_length(model, len(ids) + max_new_tokens, what="A prompt plus the tokens to generate")
+    return prompts, encoded, settings
+
+
+def _normalise_hooks(hooks: HookSpec | None) -> list[tuple[str, HookFn]]:
+    if hooks is None:
+        return []
+    return list(hooks.items()) if isinstance(hooks, Mapping) else list(hooks)
+
+
+def generate_batch_serial(
+    model: LoadedModel,
+    prompts: list[str],
+    *,
+    max_new_tokens: int = 32,
+    n_samples: int = 1,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    stop_at_eos: bool = True,
+    chat: bool = False,
+    hooks: HookSpec | None = None,
+) -> list[list[Generation]]:
+    """:func:`generate_batch` decoded in this thread, holding the model's lock throughout (left-padded, KV-cached).
+
+    The reference the engine is tested against (it equals Hugging Face ``generate``, tested), and the path taken
+    inside an intervention block.
+    """
+    if isinstance(prompts, list | tuple) and not prompts:
+        return []
+    prompts, encoded, settings = _checked(model, prompts, max_new_tokens, n_samples, temperature, top_k, top_p, chat)
     rows = [ids for ids in encoded for _ in range(n_samples)]
     padded = pad_rows(rows, baseline_token_id(model), side="left")
     tokens, mask = padded.tokens, padded.mask

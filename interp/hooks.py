@@ -121,6 +121,19 @@ def on_wait(callback: WaitCallback) -> Iterator[None]:
         _wait_callback.reset(token)
 
 
+def current_activity() -> str | None:
+    """What this thread said it runs (see :func:`running`), if anything."""
+    activity = _activity.get()
+    return activity[0] if activity is not None else None
+
+
+def holds_model(model: LoadedModel) -> bool:
+    """Whether this thread holds ``model``'s lock now (it is inside :func:`intervene`)."""
+    with _holders_lock:
+        entry = _holders.get(id(model.lock))
+    return entry is not None and entry[0].thread == threading.get_ident()
+
+
 def model_busy(model: LoadedModel) -> LockHolder | None:
     """What holds ``model``'s lock now (None when it is free, or held by something that did not say)."""
     with _holders_lock:

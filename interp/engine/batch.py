@@ -53,6 +53,38 @@ def additions_for(model: LoadedModel, rows: Sequence[Row], stage: Stage) -> list
     return [(name, _row_adder(table.to(model.device))) for name, table in tables.items()]
 
 
+def request_hooks(rows: Sequence[Row], positions: torch.Tensor, failures: dict[int, BaseException]) -> list[tuple[str, Callable]]:
+    """Each request's own hook functions, called on its rows only; a hook that raises marks its request failed
+    (in ``failures``, by stream id) and leaves the batch's activation as it was, so its neighbours go on."""
+    out = []
+    by_stream: dict[int, list[int]] = {}
+    for i, row in enumerate(rows):
+        if row.stream.request.hooks:
+            by_stream.setdefault(id(row.stream), []).append(i)
+    for indices in by_stream.values():
+        stream = rows[indices[0]].stream
+        index = torch.tensor(indices, dtype=torch.long)
+        offset = int(positions[indices[0], 0])  # a request's rows share their position
+        for name, fn in stream.request.hooks:
+            out.append((name, _on_rows(fn, index, offset, id(stream), failures)))
+    return out
+
+
+def _on_rows(fn: Callable, index: torch.Tensor, offset: int, stream_id: int, failures: dict[int, BaseException]) -> Callable:
+    def hook(activation: torch.Tensor, site: HookSite) -> torch.Tensor | None:
+        if stream_id in failures:
+            return None
+        part = activation.index_select(0, index.to(activation.device))
+        try:
+            replaced = fn(part, HookSite(site.name, site.layer, offset))
+        except Exception as error:  # this request's hook: its request fails, the batch goes on
+            failures[stream_id] = error
+            return None
+        return activation.index_copy(0, index.to(activation.device), part if replaced is None else replaced)
+
+    return hook
+
+
 def _row_adder(table: torch.Tensor) -> Callable:
     def add(activation: torch.Tensor, site: HookSite) -> torch.Tensor:
         # activation: [rows, pos, d_model]; table: [rows, d_model] -> [rows, 1, d_model]
@@ -70,10 +102,14 @@ def forward(
     cache: DynamicCache,
     mask: torch.Tensor,
     positions: torch.Tensor,
+    failures: dict[int, BaseException] | None = None,
 ) -> torch.Tensor:
-    """One forward pass of ``tokens`` ``[rows, n]`` at ``positions`` ``[rows, n]``; last-position logits ``[rows, vocab]``."""
+    """One forward pass of ``tokens`` ``[rows, n]`` at ``positions`` ``[rows, n]``; last-position logits ``[rows, vocab]``.
+
+    Requests whose own hooks raised are named in ``failures`` (their rows' logits are not to be used)."""
     padded = bool((mask == 0).any())
-    with intervene(model, additions_for(model, rows, stage)), torch.inference_mode():
+    hooks = additions_for(model, rows, stage) + request_hooks(rows, positions, {} if failures is None else failures)
+    with intervene(model, hooks), torch.inference_mode():
         logits = model.bridge(
             tokens.to(model.device),
             past_key_values=cache,

@@ -217,6 +217,8 @@ class Engine:
         for stream in [s for s in streams if s.cancelled]:
             stream._finish([])
         streams = [s for s in streams if not s.cancelled]
+        alone = [s for s in streams if s.request.hooks]  # a hook sees its prompt as it is, unpadded: one pass each
+        streams = [s for s in streams if not s.request.hooks]
         if len(streams) > 1:
             try:
                 self._prefill(streams)
@@ -227,6 +229,12 @@ class Engine:
             try:
                 self._prefill([stream])
             except Exception as error:  # this request's failure; the batch it would have joined is untouched
+                log.info("request %r failed in its prompt pass: %s", stream.request.label, error)
+                stream._fail(error)
+        for stream in alone:
+            try:
+                self._prefill([stream])
+            except Exception as error:
                 log.info("request %r failed in its prompt pass: %s", stream.request.label, error)
                 stream._fail(error)
 
@@ -246,8 +254,11 @@ class Engine:
         positions = (padded.mask.cumsum(-1) - 1).clamp(min=0)  # each prompt's own positions, from 0
         cache = DynamicCache(config=self.model.hf_model.config)
         firsts = [row for row in rows if row.sample == 0]
-        logits = forward(self.model, firsts, "prompt", padded.tokens, cache, padded.mask, positions)
+        failures: dict[int, BaseException] = {}
+        logits = forward(self.model, firsts, "prompt", padded.tokens, cache, padded.mask, positions, failures)
         self._steps += 1
+        if failures:
+            raise next(iter(failures.values()))
         index = torch.tensor([j for j, s in enumerate(streams) for _ in range(s.request.n_samples)], dtype=torch.long)
         if len(index) > len(streams):
             cache.batch_select_indices(index)  # the samples of a request share its prompt's pass
@@ -299,7 +310,8 @@ class Engine:
         self._mask = torch.cat([self._mask, torch.ones((len(self._rows), 1), dtype=torch.long)], dim=1)
         try:
             step_tokens, step_positions = self._next[:, None], self._positions[:, None]
-            logits = forward(self.model, self._rows, "generated", step_tokens, self._cache, self._mask, step_positions)
+            failures: dict[int, BaseException] = {}
+            logits = forward(self.model, self._rows, "generated", step_tokens, self._cache, self._mask, step_positions, failures)
         except Exception as error:  # not one request's fault (each was checked when it joined): every row fails
             log.exception("decode step failed")
             for row in self._rows:
@@ -311,7 +323,14 @@ class Engine:
         self._steps += 1
         self._positions = self._positions + 1
         self._next = self._choose(self._rows, logits)
-        self._after_tokens(self._rows, self._next)
+        for row in self._rows:
+            error = failures.get(id(row.stream))
+            if error is not None:  # its own hook raised: it fails alone and its rows leave
+                row.finish_reason = "error"
+                if not row.stream.done:
+                    row.stream._fail(error)
+        going = [i for i, row in enumerate(self._rows) if row.finish_reason is None]
+        self._after_tokens([self._rows[i] for i in going], self._next[going])
         self._leave()
 
     def _leave(self) -> None:
@@ -322,7 +341,7 @@ class Engine:
         keep = [i for i, row in enumerate(self._rows) if row.finish_reason is None]
         for stream in dict.fromkeys(row.stream for row in ended):
             mine = [row for row in self._rows if row.stream is stream]
-            if all(row.finish_reason is not None for row in mine):
+            if all(row.finish_reason is not None for row in mine) and not stream.done:
                 stream._finish([self._generation(row) for row in sorted(mine, key=lambda r: r.sample)])
         if not keep:
             self._rows, self._cache = [], None

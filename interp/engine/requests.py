@@ -19,6 +19,7 @@ import torch
 
 from interp.errors import InputError
 from interp.generation import Generation, SamplingSettings
+from interp.hooks import HookFn
 from interp.validation import check_count
 
 AdditionPositions = Literal["all", "prompt", "generated"]
@@ -61,6 +62,9 @@ class GenerationRequest:
     seed: int = 0
     stop_at_eos: bool = True
     additions: tuple[RowAddition, ...] = ()
+    # Any other intervention: ``(hook name, fn(activation, site))`` as for interp.hooks.intervene, called with this
+    # request's rows only and a site whose position_offset is their position (the prompt pass starts at 0).
+    hooks: tuple[tuple[str, HookFn], ...] = ()
     label: str = "generation"  # what the engine's status line says it is running
 
     def __post_init__(self) -> None:

@@ -1,6 +1,7 @@
 """The engine on tiny models: batched equals solo, requests join and leave mid-decode, cancel, fail alone, and
-long jobs take turns with generation. The reference for every output is the solo path that already matches
-Hugging Face ``generate`` (interp.generation.generate_batch, tested against HF in test_generation.py)."""
+long jobs take turns with generation. The reference for every output is the serial path that decodes in the
+caller's thread (interp.generation.generate_batch_serial, which equals Hugging Face ``generate``: test_generation.py
+checks both paths against HF)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 
 from interp.engine import Engine, GenerationRequest, RowAddition
 from interp.errors import HookError
-from interp.generation import SamplingSettings, generate_batch
+from interp.generation import SamplingSettings, generate_batch_serial
 from interp.hooks import count_hooks
 from interp.tokens import tokenize
 
@@ -43,7 +44,7 @@ def request(model, prompt: str, *, tokens: int = 12, samples: int = 1, temperatu
 
 
 def solo(model, req: GenerationRequest) -> list[tuple[int, ...]]:
-    samples = generate_batch(
+    samples = generate_batch_serial(
         model, [req.prompt], max_new_tokens=req.max_new_tokens, n_samples=req.n_samples,
         temperature=req.sampling.temperature, seed=req.seed, stop_at_eos=req.stop_at_eos, hooks=solo_hooks(req.additions),
     )[0]  # fmt: skip
@@ -217,3 +218,71 @@ def test_a_closed_engine_refuses_new_work_clearly(tiny_llama):
     engine.close()
     with pytest.raises(Exception, match="engine was closed"):
         engine.submit(request(tiny_llama, PROMPTS[0]))
+
+
+def zero_head_0(activation, site):
+    """An ablation: zero head 0's output at every position (any intervention, not only an addition)."""
+    out = activation.clone()
+    out[:, :, 0] *= 0.0
+    return out
+
+
+def test_a_request_with_its_own_hook_functions_equals_its_solo_run(tiny_model, engine):
+    model = tiny_model
+    hooked = GenerationRequest(
+        PROMPTS[1], tuple(tokenize(model, PROMPTS[1])), max_new_tokens=10, n_samples=2, stop_at_eos=False,
+        hooks=(("blocks.1.attn.hook_z", zero_head_0),),
+    )  # fmt: skip
+    plain = request(model, PROMPTS[0], tokens=10)
+    streams = [engine.submit(plain), engine.submit(hooked)]
+    expected = generate_batch_serial(
+        model, [PROMPTS[1]], max_new_tokens=10, n_samples=2, temperature=0.0, stop_at_eos=False,
+        hooks=[("blocks.1.attn.hook_z", zero_head_0)],
+    )[0]  # fmt: skip
+    assert [g.token_ids for g in streams[1].result(timeout=60)] == [g.token_ids for g in expected]
+    assert [g.token_ids for g in streams[0].result(timeout=60)] == solo(model, plain)
+
+
+def test_a_hook_that_raises_mid_decode_fails_its_request_only(tiny_model, engine):
+    model = tiny_model
+    calls = {"n": 0}
+
+    def breaks_on_third_step(activation, site):
+        calls["n"] += 1
+        if site.position_offset > 0 and calls["n"] >= 3:
+            raise RuntimeError("hook broke at a decode step")
+        return None
+
+    bad = GenerationRequest(
+        PROMPTS[0], tuple(tokenize(model, PROMPTS[0])), max_new_tokens=20, stop_at_eos=False,
+        hooks=(("blocks.0.hook_resid_pre", breaks_on_third_step),),
+    )  # fmt: skip
+    good = request(model, PROMPTS[1], tokens=20, additions=additions(model, 8, 1))
+    streams = [engine.submit(good), engine.submit(bad)]
+    with pytest.raises(RuntimeError, match="hook broke"):
+        streams[1].result(timeout=60)
+    assert [g.token_ids for g in streams[0].result(timeout=60)] == solo(model, good)
+
+
+def test_generate_batch_from_many_threads_equals_the_serial_path(tiny_llama):
+    """What sessions do: several threads call generate_batch at once; the engine batches them."""
+    import threading
+
+    from interp.generation import generate_batch
+
+    model = tiny_llama
+    jobs = [(PROMPTS[i % 3], i) for i in range(6)]
+    results: dict[int, list] = {}
+
+    def call(prompt: str, seed: int) -> None:
+        results[seed] = generate_batch(model, [prompt], max_new_tokens=8, n_samples=2, temperature=0.8, seed=seed)
+
+    threads = [threading.Thread(target=call, args=job) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for prompt, seed in jobs:
+        expected = generate_batch_serial(model, [prompt], max_new_tokens=8, n_samples=2, temperature=0.8, seed=seed)
+        assert [g.token_ids for g in results[seed][0]] == [g.token_ids for g in expected[0]]
+    assert count_hooks(model) == 0
