@@ -38,7 +38,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -48,6 +47,7 @@ from typing import Any
 import torch
 
 from interp.errors import ModelLoadError
+from interp.model_lock import ModelLock
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class LoadedModel:
         self.tokenizer = tokenizer
         self.info = info
         self.folder = folder  # safetensors checkpoint the weights came from (for reference copies)
-        self.lock = threading.RLock()
+        self.lock = ModelLock()  # interactive work first, long jobs still get turns (interp/model_lock.py)
         # Absolute position of the first token of the forward pass now running; generation
         # sets it for each decode step so position-aware hooks know where they are.
         self.position_offset = 0

@@ -34,6 +34,7 @@ from interp.engine.requests import GenerationRequest, GenerationStream, TokenEve
 from interp.errors import InputError
 from interp.generation import Generation, choose_tokens
 from interp.loading import LoadedModel
+from interp.model_lock import interactive
 from interp.tokens import baseline_token_id, check_length, pad_rows
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,11 @@ class Engine:
             self._thread.start()
 
     def _loop(self) -> None:
+        with interactive():  # what the engine decodes, someone is waiting for: it goes first for the model
+            self._serve()
+        self._abandon()
+
+    def _serve(self) -> None:
         while True:
             with self._wake:
                 while not (self._closed or self._pending or self._rows or self._jobs):
@@ -197,7 +203,6 @@ class Engine:
             elif job is not None:
                 with self._wake:
                     self._jobs.rotate(-1)  # the next job takes the next turn
-        self._abandon()
 
     def _abandon(self) -> None:
         closed = InputError("The engine was closed before this request finished.")
