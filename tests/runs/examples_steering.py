@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from interp import LoadedModel
 from interp.runs import RunSpec
+from steering.live import UnsteeredSamples
 from steering.runs import SteeringBatchEvaluation, SteeringEvaluation, SteeringSweep
 from tests.steering.test_vector import make
 
@@ -16,4 +17,5 @@ def examples(model: LoadedModel) -> list[RunSpec]:
         SteeringEvaluation(vector, layer=1, coefficient=2.0, prompts=PROMPTS, n_samples=1, max_new_tokens=4, seed=3),
         SteeringSweep(vector, layers=(1,), coefficients=(1.0,), prompts=PROMPTS[:1], n_samples=1, max_new_tokens=4),
         SteeringBatchEvaluation(vector, layer=1, coefficient=2.0, prompts=PROMPTS, scorer="weddings", max_new_tokens=4),
+        UnsteeredSamples(prompts=PROMPTS, n_samples=1, max_new_tokens=4, seed=3),
     ]
