@@ -10,7 +10,7 @@ import time
 
 import torch
 
-SECTIONS = ["foundation", "attention", "attribution", "circuits", "steering", "rlhf", "engine"]
+SECTIONS = ["foundation", "attention", "attribution", "circuits", "steering", "rlhf", "engine", "contention"]
 
 
 def main(argv: list[str] | None = None) -> int:
