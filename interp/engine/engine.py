@@ -125,6 +125,7 @@ class Engine:
         self._steps = 0
         # The decoding batch (engine thread only)
         self._rows: list[Row] = []
+        self._ended: dict[int, list[Row]] = {}  # rows that left, by stream, until all their request's rows have ended
         self._cache: DynamicCache | None = None
         self._mask = torch.zeros((0, 0), dtype=torch.long)
         self._positions = torch.zeros(0, dtype=torch.long)
@@ -344,10 +345,14 @@ class Engine:
         if not ended:
             return
         keep = [i for i, row in enumerate(self._rows) if row.finish_reason is None]
+        for row in ended:  # a request's rows can end at different steps (one sample reaches eos first)
+            self._ended.setdefault(id(row.stream), []).append(row)
         for stream in dict.fromkeys(row.stream for row in ended):
-            mine = [row for row in self._rows if row.stream is stream]
-            if all(row.finish_reason is not None for row in mine) and not stream.done:
-                stream._finish([self._generation(row) for row in sorted(mine, key=lambda r: r.sample)])
+            mine = self._ended[id(stream)]
+            if len(mine) == stream.request.n_samples:
+                del self._ended[id(stream)]
+                if not stream.done:
+                    stream._finish([self._generation(row) for row in sorted(mine, key=lambda r: r.sample)])
         if not keep:
             self._rows, self._cache = [], None
             self._mask = torch.zeros((0, 0), dtype=torch.long)

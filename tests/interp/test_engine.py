@@ -286,3 +286,29 @@ def test_generate_batch_from_many_threads_equals_the_serial_path(tiny_llama):
         expected = generate_batch_serial(model, [prompt], max_new_tokens=8, n_samples=2, temperature=0.8, seed=seed)
         assert [g.token_ids for g in results[seed][0]] == [g.token_ids for g in expected[0]]
     assert count_hooks(model) == 0
+
+
+def test_samples_that_end_at_different_steps_all_come_back(tiny_model, engine):
+    """One sample reaching end-of-text leaves the batch early; its request still gets every sample, as alone."""
+    model = tiny_model
+    free = generate_batch_serial(model, [PROMPTS[1]], max_new_tokens=16, n_samples=4, temperature=1.0, seed=3,
+                                 stop_at_eos=False)[0]  # fmt: skip
+    eos = free[0].token_ids[4]  # a token sample 0 writes early: made end-of-text, it ends rows at different steps
+    original = model.tokenizer.eos_token
+    model.tokenizer.eos_token = model.tokenizer.convert_ids_to_tokens(eos)
+    try:
+        assert model.tokenizer.eos_token_id == eos
+        check_samples_that_end_early(model, engine)
+    finally:
+        model.tokenizer.eos_token = original
+
+
+def check_samples_that_end_early(model, engine) -> None:
+    req = GenerationRequest(PROMPTS[1], tuple(tokenize(model, PROMPTS[1])), max_new_tokens=16, n_samples=4,
+                            sampling=SamplingSettings(1.0), seed=3)  # fmt: skip
+    expected = generate_batch_serial(model, [PROMPTS[1]], max_new_tokens=16, n_samples=4, temperature=1.0, seed=3)[0]
+    lengths = {len(g.token_ids) for g in expected}
+    assert len(lengths) > 1, "the samples must end at different steps for this test to mean anything"
+    got = engine.submit(req).result(timeout=60)
+    assert [g.token_ids for g in got] == [g.token_ids for g in expected]
+    assert [g.finish_reason for g in got] == [g.finish_reason for g in expected]
