@@ -257,7 +257,8 @@ def intervene(model: LoadedModel, hooks: HookSpec | None = None) -> Iterator[Hoo
         try:
             for name, hook_point, fn in points:
                 handles.append((hook_point, hook_point.register_forward_hook(_pytorch_hook(model, hook_point, name, fn, run))))
-            yield run
+            with _in_model_dtype(model):
+                yield run
         finally:
             model.position_offset = saved_offset
             for _, handle in reversed(handles):
@@ -265,6 +266,13 @@ def intervene(model: LoadedModel, hooks: HookSpec | None = None) -> Iterator[Hoo
             leftover = [hp.name for hp, handle in handles if handle.id in hp._forward_hooks]
             if leftover:
                 raise HookError(f"Hooks could not be removed from {', '.join(leftover)}; reload the model.")
+
+
+def _in_model_dtype(model: LoadedModel) -> contextlib.AbstractContextManager:
+    """A reduced-precision copy (interp.fast) computes in its own dtype: some bridge components hand back fp32
+    (normalisation), which its bf16 weights would refuse; autocast casts those inputs, and is off for fp32 models."""
+    low = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(model.info.dtype)
+    return torch.autocast(model.device.type, dtype=low) if low is not None else contextlib.nullcontext()
 
 
 def count_hooks(model: LoadedModel) -> int:
