@@ -66,36 +66,52 @@ def residual_hook_names(model: LoadedModel) -> list[str]:
 
 
 def logit_lens(
-    model: LoadedModel, prompt: str, target: str | None = None, *, k: int = 5, max_tokens: int | None = None
+    model: LoadedModel,
+    prompt: str,
+    target: str | None = None,
+    *,
+    k: int = 5,
+    max_tokens: int | None = None,
+    progress: Progress | None = None,
 ) -> LensResult:
     """Decode the residual stream after every layer, at every position.
 
     Args:
         target: A single token (e.g. " Paris") whose probability and rank to follow per layer.
         k: How many top tokens to keep per cell.
+        progress: Called as ``progress(fraction, message)`` after the forward pass and after each layer is decoded
+            (decoding every layer at every position is most of the work: a vocabulary-wide unembedding per cell).
     """
+    report = progress or (lambda fraction, message: None)
     ids = tokenize(model, prompt)
     check_length(model, len(ids), limit=max_tokens)
     target_id = single_token_id(model, target) if target else None
     names = residual_hook_names(model)
+    report(0.0, f"Recording the residual stream of {len(ids)} tokens")
     recording = record(model, as_batch(ids, model), names)
     residuals = recording.stack(names)[:, 0]  # [layer_row, pos, d_model]
-    logits = decode_residual(model, residuals).float()
-    probs = torch.softmax(logits, dim=-1)
-    top = torch.topk(probs, k, dim=-1)
-    top_ids = top.indices.cpu().numpy()
+    top_values, top_indices, target_rows, rank_rows = [], [], [], []
+    for row in range(len(names)):  # one layer at a time: a [pos, d_vocab] block instead of [layers, pos, d_vocab]
+        report((row + 1) / (len(names) + 1), f"Decoding layer row {row + 1} of {len(names)}")
+        probs = torch.softmax(decode_residual(model, residuals[row]).float(), dim=-1)  # [pos, d_vocab]
+        top = torch.topk(probs, k, dim=-1)
+        top_values.append(top.values.cpu())
+        top_indices.append(top.indices.cpu())
+        if target_id is not None:
+            target_rows.append(probs[..., target_id].cpu())
+            rank_rows.append((probs > probs[..., target_id : target_id + 1]).sum(dim=-1).add(1).cpu())
+    top_ids = torch.stack(top_indices).numpy()
     labels = np.vectorize(lambda i: token_label(model.tokenizer, int(i)), otypes=[object])(top_ids)
-    target_probs = target_ranks = None
-    if target_id is not None:
-        target_probs = probs[..., target_id].cpu().numpy()
-        target_ranks = (probs > probs[..., target_id : target_id + 1]).sum(dim=-1).add(1).cpu().numpy()
+    target_probs = torch.stack(target_rows).numpy() if target_id is not None else None
+    target_ranks = torch.stack(rank_rows).numpy() if target_id is not None else None
+    report(1.0, "Done")
     return LensResult(
         tokens=tuple(token_labels(model, ids)),
         token_ids=tuple(ids),
         layer_labels=("embed", *(f"L{layer}" for layer in range(model.info.n_layers))),
         top_tokens=labels,
         top_ids=top_ids,
-        top_probs=top.values.cpu().numpy(),
+        top_probs=torch.stack(top_values).numpy(),
         target=target,
         target_id=target_id,
         target_probs=target_probs,
@@ -120,4 +136,4 @@ class LogitLensRun(RunSpec):
         check_count("number of top tokens per cell", self.k, high=50)
 
     def run(self, model: LoadedModel, progress: Progress | None = None) -> LensResult:
-        return logit_lens(model, self.prompt, self.target or None, k=self.k, max_tokens=self.max_tokens)
+        return logit_lens(model, self.prompt, self.target or None, k=self.k, max_tokens=self.max_tokens, progress=progress)

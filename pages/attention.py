@@ -21,6 +21,7 @@ from ui.cached import DISPLAY_LIMIT, cached_run
 from ui.downloads import csv_download, figure_downloads
 from ui.errors import shown_as_message
 from ui.model import require_model
+from ui.progress import run_with_progress
 from ui.records import keep_run
 from ui.render import md_escape, token_chips, warn_unknown_text
 from ui.state import seed_input
@@ -136,8 +137,7 @@ def lens_section(model, prompt: str) -> None:
     """The logit lens: the residual stream decoded after every layer, optionally following one token."""
     target = st.text_input("Follow a target token (optional, one token, e.g. ' Paris')", key=KEY_TARGET)
     spec = LogitLensRun(prompt, target or None, max_tokens=DISPLAY_LIMIT)
-    with st.spinner("Decoding the residual stream after every layer"):
-        lens = cached_run(model, spec)
+    lens = run_with_progress(model, spec, "Decoding the residual stream after every layer")
     lens_figure = lens_heatmap(lens)
     st.plotly_chart(lens_figure, config={"displaylogo": False})
     if lens.target is not None:

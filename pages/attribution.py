@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from interp.attribution import (
+    COMPARED_BY_DEFAULT,
     METHODS,
     AttributionComparison,
     AttributionMethod,
@@ -13,7 +14,7 @@ from interp.attribution import (
     MethodComparison,
     Target,
 )
-from interp.attribution.tables import comparison_frame, cost_frame
+from interp.attribution.tables import attribution_cost, comparison_frame, cost_frame
 from interp.attribution_batch import (
     BatchAttribution,
     BatchItem,
@@ -30,6 +31,7 @@ from ui.cached import cached_run
 from ui.downloads import csv_download, json_download
 from ui.errors import shown_as_message
 from ui.model import require_model
+from ui.progress import measured_seconds_per_evaluation, show_estimate
 from ui.records import keep_run
 from ui.render import md_escape, token_chips, warn_unknown_text
 
@@ -106,11 +108,14 @@ def one_prompt_section(model, methods: dict[str, AttributionMethod], budget: int
     warn_unknown_text(model, prompt)
     target = target_widgets()
     chosen = st.multiselect(
-        "Methods", list(METHODS), default=["shap", "feature_ablation", "integrated_gradients"], format_func=title_of,
-        key=KEY_METHODS,
+        "Methods", list(METHODS), default=list(COMPARED_BY_DEFAULT), format_func=title_of, key=KEY_METHODS,
     )  # fmt: skip
     with shown_as_message("Estimating the cost"):
-        st.dataframe(cost_frame([methods[m] for m in chosen], len(tokenize(model, prompt)), budget), hide_index=True)
+        ids = tokenize(model, prompt)
+        per_row = measured_seconds_per_evaluation(model, ids)
+        picked = [methods[m] for m in chosen]
+        st.dataframe(cost_frame(picked, len(ids), budget, seconds_per_evaluation=per_row), hide_index=True)
+        show_estimate(attribution_cost(picked, len(ids), per_row), "fewer steps, samples or methods shorten it")
     if st.button("Run attribution", type="primary", key=KEY_RUN, disabled=not chosen):
         with shown_as_message("The settings"):
             st.session_state[KEY_COMPARISON] = MethodComparison(prompt, tuple(methods[m] for m in chosen), target, budget, seed)
@@ -145,9 +150,12 @@ def show_comparison(comparison: AttributionComparison) -> None:
         with column:
             st.markdown(f"**{result.title}**")
             token_chips(list(result.tokens), weights=list(normalised(result.scores)), titles=[f"{s:+.4f}" for s in result.scores])
+    for result in results:
+        if (warning := result.convergence_warning()) is not None:
+            st.warning(md_escape(warning))
     st.plotly_chart(method_comparison(results), config=PLOT_CONFIG)
     st.subheader("Which method is faithful here?")
-    st.plotly_chart(faithfulness_curves(comparison.curves), config=PLOT_CONFIG)
+    st.plotly_chart(faithfulness_curves(comparison.curves, target=first.target), config=PLOT_CONFIG)
     st.dataframe(comparison_frame(comparison), hide_index=True)
     st.caption(
         "Comprehensiveness: mean drop of the target as the top-scored tokens are removed (AOPC). "
@@ -189,9 +197,13 @@ def batch_section(model, prompt_file: PromptFile, methods: dict[str, Attribution
     chosen = st.multiselect(
         "Methods", list(METHODS), default=["feature_ablation", "shap"], format_func=title_of, key=KEY_BATCH_METHODS
     )
-    longest = max(len(tokenize(model, r.prompt)) for r in prompt_file.rows)
-    st.dataframe(cost_frame([methods[m] for m in chosen], longest, budget, prompts=len(prompt_file.rows)), hide_index=True)
+    longest_ids = max((tokenize(model, r.prompt) for r in prompt_file.rows), key=len)
+    longest, prompts = len(longest_ids), len(prompt_file.rows)
+    per_row = measured_seconds_per_evaluation(model, longest_ids)
+    picked = [methods[m] for m in chosen]
+    st.dataframe(cost_frame(picked, longest, budget, prompts=prompts, seconds_per_evaluation=per_row), hide_index=True)
     st.caption("Estimates are upper bounds for the longest prompt, times the number of prompts.")
+    show_estimate(attribution_cost(picked, longest, per_row, prompts=prompts), "fewer prompts or methods shorten it")
     run_col, stop_col = st.columns([1, 4])
     start = run_col.button("Run batch", type="primary", key=KEY_BATCH_RUN, disabled=not chosen)
     stop_col.button("Stop", key=KEY_BATCH_STOP, help="Stops after the current prompt; the rows already done are kept.")

@@ -33,7 +33,7 @@ from ui.errors import shown_as_message
 from ui.model import KEY_CHOICE, KEY_CUSTOM, OTHER_CHOICE, require_model
 from ui.progress import run_with_progress
 from ui.records import keep_run
-from ui.render import md_escape
+from ui.render import md_escape, warn_unknown_text
 
 KEY_TASK = "circ_task"
 KEY_METRIC = "circ_metric"
@@ -52,6 +52,7 @@ KEY_ABLATE = "circ_ablate"
 KEY_ABLATION = "circ_ablation_method"
 KEY_ABLATE_RUN = "circ_ablate_run"
 KEY_ABLATION_SPEC = "circ_ablation_spec"  # (weights, AblationRun) of the ablation on screen
+CUSTOM_INPUTS = ("Clean prompt", "Corrupted prompt", "Right answer", "Wrong answer")
 TASKS = {**presets.PRESET_TITLES, "custom": "My own clean / corrupted pair"}
 ALIGN = "Align them (pad the shorter prompt at the start)"
 DIRECTIONS = {"denoise": "Clean into corrupted (denoise)", "noise": "Corrupted into clean (noise)"}
@@ -95,6 +96,8 @@ def task_section(model) -> tuple[CircuitTask, PatchingTask] | None:
                 left.text_input("Right answer (one token)", presets.CUSTOM_ANSWER, key=KEY_ANSWER),
                 right.text_input("Wrong answer (one token)", presets.CUSTOM_WRONG, key=KEY_WRONG),
             )
+            for what, text in zip(CUSTOM_INPUTS, texts, strict=True):
+                warn_unknown_text(model, text, what)
             try:
                 choice = CircuitTask.custom(*texts)
                 built = choice.build(model)
@@ -240,13 +243,15 @@ def ablation_section(model, choice: CircuitTask, built: PatchingTask) -> None:
         result = cached_run(model, spec)
     if result is None:
         return
-    together, kept = result.ablation, result.faithfulness
+    together, kept, unit = result.ablation, result.faithfulness, built.metric.unit
     a, b, c = st.columns(3)
-    a.metric("Full model", f"{together.metric_full:.3f}")
-    b.metric("These components ablated", f"{together.metric_ablated:.3f}", f"{together.change:+.3f}", delta_color="off")
+    a.metric("Full model", f"{together.metric_full:.3f} {unit}", help=md_escape(built.metric.label))
+    share = f" ({100 * together.change / abs(together.metric_full):+.0f}% of the full model's)" if together.metric_full else ""
+    b.metric("These components ablated", f"{together.metric_ablated:.3f} {unit}", f"{together.change:+.3f} {unit}{share}",
+             delta_color="off")  # fmt: skip
     if kept is not None:  # faithfulness is about heads: only the chosen heads kept, every other head ablated
-        c.metric("Only the chosen heads kept", f"{kept.circuit_only:.3f}", f"all heads ablated: {kept.no_heads:.3f}",
-                 delta_color="off")  # fmt: skip
+        c.metric("Only the chosen heads kept", f"{kept.circuit_only:.3f} {unit}",
+                 f"all heads ablated: {kept.no_heads:.3f} {unit}", delta_color="off")  # fmt: skip
         if kept.preserved is not None:
             st.caption(
                 f"Keeping only the chosen heads preserves {100 * kept.preserved:.0f}% of the full model's metric "

@@ -9,7 +9,7 @@ from interp.forward import NextTokenRun
 from interp.plots import next_token_bar
 from ui.cached import cached_run
 from ui.errors import shown_as_message
-from ui.model import require_model
+from ui.model import model_card, require_model
 from ui.render import token_chips, warn_unknown_text
 from ui.state import seed_input
 
@@ -30,8 +30,7 @@ model = require_model()
 left, right = st.columns([3, 2], gap="large")
 with right:
     st.subheader("Model card")
-    rows = model.info.as_rows()
-    st.dataframe(pd.DataFrame(rows, columns=["", "value"]), hide_index=True, width="stretch", height=36 * (len(rows) + 1) + 2)
+    model_card(model.info)
 with left:
     st.subheader("Next-token predictions")
     seed_input(KEY_PROMPT, EXAMPLE_PROMPT)  # kept through a model switch (persist_state)

@@ -25,6 +25,8 @@ from steering.rlhf import (
 )
 from steering.rlhf.dpo import remember
 from steering.rlhf.plots import (
+    REWARD_SCALE,
+    REWARD_UNIT,
     best_of_n_figure,
     best_of_n_table,
     comparison_figure,
@@ -36,7 +38,7 @@ from ui.errors import shown_as_message
 from ui.model import require_model
 from ui.progress import run_with_progress
 from ui.records import keep_run
-from ui.render import md_escape, token_chips
+from ui.render import md_escape, token_chips, warn_unknown_text
 from ui.state import set_trained_reward_model
 
 KEY_DATA = "rlhf_data"
@@ -173,9 +175,12 @@ def score_section(model: LoadedModel, reward: RewardModel) -> None:
     response = st.text_area(
         "Reply", "Of course, I would be glad to help. Which question are you working on?", key=KEY_RESPONSE, height=70
     )
+    warn_unknown_text(model, prompt, "Prompt")
+    warn_unknown_text(model, response, "Reply")
     with shown_as_message("Scoring"):
         value = float(reward.score(model, [prompt], [response])[0])
-        st.metric("Reward", f"{value:+.3f}")
+        st.metric("Reward", f"{value:+.3f} logits", help=REWARD_SCALE)
+        st.caption(f"Reward in {REWARD_UNIT}. {REWARD_SCALE}")
         attribution = reward_attribution(model, reward, prompt, response, "feature_ablation")
         peak = float(abs(attribution.scores).max()) or 1.0
         token_chips(
@@ -229,12 +234,13 @@ def dpo_section(model: LoadedModel) -> DPORun | None:
     start_col, stop_col = st.columns([1, 5])
     start = start_col.button("Start DPO", type="primary", key=KEY_DPO)
     stop_col.button("Stop", key=KEY_DPO_STOP, help="Stops after the current step; the adapter so far is kept.")
+    chart = st.empty()  # the one place for the training chart: live while it trains, then the finished log
     if start:
         spec = DPORun(tuple(split_by_prompt(training_pairs())[0]), max_steps=steps)
         folder = tempfile.mkdtemp(prefix="steerscope-dpo-")  # so a stopped run's adapter can be found
         st.session_state[KEY_DPO_RUN] = (model.info.weights_sha256, spec, folder)
         st.session_state.pop(KEY_DPO_RESULT, None)
-        chart, entries = st.empty(), []
+        entries = []
 
         def show(entry) -> None:
             entries.append(entry)
@@ -242,7 +248,6 @@ def dpo_section(model: LoadedModel) -> DPORun | None:
 
         with shown_as_message("DPO"), st.spinner("Training (a few seconds per step on a CPU)"):
             st.session_state[KEY_DPO_RESULT] = spec.train(model, folder, on_log=show)
-        chart.empty()
     entry = st.session_state.get(KEY_DPO_RUN)
     if entry is None or entry[0] != model.info.weights_sha256:
         return None
@@ -254,6 +259,10 @@ def dpo_section(model: LoadedModel) -> DPORun | None:
             return None
         st.session_state[KEY_DPO_RESULT] = result
         remember(model, spec.ended_at(result), result)
+    if result.log:
+        chart.plotly_chart(dpo_log_figure(result.log), key="rlhf_dpo_log")
+    else:
+        chart.empty()
     dpo_result_view(model, result)
     spec = spec.ended_at(result)  # a stopped run is kept (and replays) as far as it went
     keep_run(model, spec, result, key="rlhf_dpo_keep", label="DPO")
@@ -263,8 +272,6 @@ def dpo_section(model: LoadedModel) -> DPORun | None:
 def dpo_result_view(model: LoadedModel, result) -> None:
     done = f"{result.steps_done} steps" + (" (stopped early)" if result.stopped else f" in {result.seconds:.0f} s")
     st.caption(f"{done}; LoRA adapter saved at {md_escape(str(result.adapter))}.")
-    if result.log:
-        st.plotly_chart(dpo_log_figure(result.log), key="rlhf_dpo_log")
     with shown_as_message("Generating before and after"), st.spinner("Greedy replies from the base and the tuned model"):
         tuned = load_tuned(result)
         before = generate_batch(model, list(EVAL_PROMPTS), max_new_tokens=30, temperature=0.0, chat=True)

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from interp.errors import SteerscopeError
+from interp.lens import LogitLensRun
 from interp.prompt_files import read_prompt_file
 from interp.runs import RunSpec
 from interp.spreadsheet import to_csv_bytes
@@ -15,15 +16,16 @@ from interp.tokens import tokenize
 from interp.validation import parse_ints, parse_numbers
 from steering.datasets import BUILT_IN, ContrastPairs, built_in, pairs_from_rows, read_pairs
 from steering.make import POSITIONS
-from steering.meaning import layer_cosines, token_effects, token_projections
+from steering.meaning import LENS_PROBE, READING_HOLDS, layer_cosines, token_effects, token_projections, unembedding_check
 from steering.plots import cosine_heatmap, pareto_plot, sweep_heatmaps, token_effect_bars
-from steering.runs import SteeringBatchEvaluation, SteeringEvaluation, SteeringSweep, behaviour_scorer
+from steering.runs import SteeringBatchEvaluation, SteeringEvaluation, SteeringSweep, batch_summary, behaviour_scorer
 from steering.scores import SCORERS
 from steering.sweep import SweepResult
 from steering.vector import SteeringVector, applied_coefficient, load_vector
 from ui.cached import cached_run, cached_steering_vector
 from ui.errors import shown_as_message
 from ui.model import require_model
+from ui.progress import run_with_progress
 from ui.records import keep_run
 from ui.render import md_escape, token_chips, warn_unknown_text
 from ui.state import seed_input, trained_reward_model
@@ -187,18 +189,27 @@ def tune_section(model, vector: SteeringVector) -> SteeringEvaluation | None:
     seed_input(KEY_PROMPT, SteeringEvaluation.default("prompts")[0])
     prompt = st.text_input("Prompt", key=KEY_PROMPT, persist_state="session")
     warn_unknown_text(model, prompt)
-    with shown_as_message("Generating"), st.spinner("Generating unsteered and steered samples with the same seeds"):
+    with shown_as_message("Generating"):
         spec = SteeringEvaluation(
             vector.at_layers([layer]), layer, float(coefficient), scorer, reward if scorer == "reward" else None,
             prompts=(prompt,), n_samples=int(n_samples),
         )  # fmt: skip
-        result = cached_run(model, spec)
+        result = run_with_progress(model, spec, "Generating unsteered and steered samples with the same seeds")
         numbers = st.columns(4)
-        numbers[0].metric(
-            f"Behaviour ({label[scorer].unit})",
-            f"{result.steered.mean_behaviour:+.3f}",
-            f"{result.behaviour_gain:+.3f} vs unsteered",
-        )
+        if result.behaviour_is_reliable:
+            numbers[0].metric(
+                f"Behaviour ({label[scorer].unit})",
+                f"{result.steered.mean_behaviour:+.3f}",
+                f"{result.behaviour_gain:+.3f} vs unsteered",
+            )
+        else:  # gibberish can score anything (VADER gave word salad +0.92): not a success to show in green
+            numbers[0].metric(
+                f"Behaviour ({label[scorer].unit})",
+                f"{result.steered.mean_behaviour:+.3f}",
+                f"unreliable: the text is damaged (perplexity ×{result.perplexity_ratio:.1f})",
+                delta_color="off",
+                delta_arrow="off",
+            )
         numbers[1].metric(
             "Perplexity under the unsteered model",
             f"{result.steered.mean_perplexity:.1f}",
@@ -276,6 +287,15 @@ def meaning_section(model, vector: SteeringVector, layer: int) -> None:
     st.subheader("4 · What the vector means")
     with shown_as_message("Reading the vector"):
         st.plotly_chart(token_effect_bars(token_effects(model, vector, layer)))
+        check = unembedding_check(cached_run(model, LogitLensRun(LENS_PROBE)), vector, layer)
+        if not check.holds:
+            st.info(
+                f"Read with a grain of salt: at layer {layer} the residual stream does not yet speak the unembedding's "
+                f"language. Decoded through the final norm and unembedding (the logit lens), it gives the model's own "
+                f"next token at only {100 * check.agreement:.0f}% of the positions of a neutral text (under "
+                f"{100 * READING_HOLDS:.0f}%), so the tokens above may be mostly noise. The projection below holds at any "
+                "layer; a later layer's reading says more."
+            )
         project_prompt = st.text_input(
             "Where does the concept light up in this text?", "What a wonderful, sunny day. I hate the rain.", key=KEY_PROJECT
         )
@@ -343,6 +363,7 @@ def batch_section(model, tuned: SteeringEvaluation) -> None:
     if batch is None:
         return
     frame = batch.to_frame()
+    st.success(md_escape(batch_summary(batch, behaviour_scorer(model, spec.scorer, spec.reward_model).unit)))
     st.caption(f"{len(frame)} prompts at layer {spec.layer}, coefficient {spec.coefficient:+g}, scored by {batch.scorer}.")
     st.dataframe(frame, hide_index=True)
     st.download_button(

@@ -6,8 +6,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from interp.plots import base_layout, plot_text
+from interp.plots import base_layout, cell_colours, plot_text, readable_on
 from steering.meaning import TokenEffect
+from steering.scores import SCORERS
 from steering.sweep import SweepResult
 
 CELL_HOVER = (
@@ -15,16 +16,52 @@ CELL_HOVER = (
 )
 
 
+def score_unit(scorer: str) -> str:
+    """The unit of a behaviour scorer's numbers, from its name (as results store it)."""
+    units = {s.name: s.unit for s in SCORERS.values()}
+    if scorer in units:
+        return units[scorer]
+    return "reward, Bradley–Terry logits" if "reward" in scorer else "score"
+
+
+def _finite_peak(values: np.ndarray, floor: float) -> float:
+    finite = values[np.isfinite(values)]
+    return max(float(np.abs(finite).max()) if finite.size else 0.0, floor)
+
+
+def _row(result: SweepResult, layer: int) -> list:
+    """One layer's cells in coefficient order (as :meth:`SweepResult.grid` lays them out)."""
+    by_coefficient = {c.coefficient: c for c in result.cells if c.layer == layer}
+    return [by_coefficient.get(c) for c in result.coefficients]
+
+
+def _cell_text(col: int, value: float, reliable: bool) -> str:
+    if col == 2:
+        return f"{value:.1f}x"
+    return f"{value:+.2f}" if reliable else f"({value:+.2f})"
+
+
 def sweep_heatmaps(result: SweepResult) -> go.Figure:
-    """Behaviour gain and perplexity ratio over layers x coefficients; click a cell to apply it."""
+    """Behaviour gain and perplexity ratio over layers x coefficients; click a cell to apply it.
+
+    Each cell's label is black or white, whichever reads better on that cell's colour.
+    """
     columns = [f"{c:g}" for c in result.coefficients]
     rows = [f"L{layer}" for layer in result.layers]
     gain = result.grid("behaviour") - result.baseline.mean_behaviour
     ratio = result.grid("perplexity_ratio")
+    gain_peak = _finite_peak(gain, 1e-6)
+    ratio_top = max(_finite_peak(ratio, 0.0), 1 + 1e-6)
+    scales = {1: ("RdBu", -gain_peak, gain_peak, True), 2: ("Oranges", 1.0, ratio_top, False)}
+    unit = score_unit(result.scorer)
+    reliable = np.array([[c is None or result.behaviour_is_reliable(c) for c in _row(result, layer)] for layer in result.layers])
+    gain_title = f"Behaviour gain ({result.scorer})"
+    if not reliable.all():
+        gain_title += "<br><sub>(in brackets: text too damaged for its score to mean much)</sub>"
     fig = make_subplots(
         rows=1,
         cols=2,
-        subplot_titles=(f"Behaviour gain ({result.scorer})", "Damage: perplexity / unsteered"),
+        subplot_titles=(gain_title, "Damage: perplexity / unsteered"),
         horizontal_spacing=0.14,
     )
     fig.add_trace(
@@ -34,27 +71,39 @@ def sweep_heatmaps(result: SweepResult) -> go.Figure:
             y=rows,
             colorscale="RdBu",
             reversescale=True,
-            zmid=0,
-            colorbar={"x": 0.43, "thickness": 10},
+            zmin=-gain_peak,
+            zmax=gain_peak,
+            colorbar={"x": 0.43, "thickness": 10, "title": f"gain ({unit})"},
             hoverinfo="skip",
         ),
         row=1,
         col=1,
     )
     fig.add_trace(
-        go.Heatmap(z=ratio, x=columns, y=rows, colorscale="Oranges", zmin=1, colorbar={"thickness": 10}, hoverinfo="skip"),
+        go.Heatmap(
+            z=ratio,
+            x=columns,
+            y=rows,
+            colorscale="Oranges",
+            zmin=1,
+            zmax=ratio_top,
+            colorbar={"thickness": 10, "title": "perplexity (× unsteered)"},
+            hoverinfo="skip",
+        ),
         row=1,
         col=2,
     )
     cells = [(i, j) for i in range(len(rows)) for j in range(len(columns))]
     for col, values in ((1, gain), (2, ratio)):
+        scale, low, high, reverse = scales[col]
+        backgrounds = cell_colours(np.array([values[i, j] for i, j in cells]), scale, low, high, reverse=reverse)
         fig.add_trace(
             go.Scatter(
                 x=[columns[j] for _, j in cells],
                 y=[rows[i] for i, _ in cells],
                 mode="markers+text",
-                text=[f"{values[i, j]:+.2f}" if col == 1 else f"{values[i, j]:.1f}x" for i, j in cells],
-                textfont={"size": 11},
+                text=[_cell_text(col, values[i, j], reliable[i, j]) for i, j in cells],
+                textfont={"size": 11, "color": [readable_on(colour) for colour in backgrounds]},
                 marker={"size": 30, "symbol": "square", "color": "rgba(0,0,0,0)"},
                 customdata=[[gain[i, j], ratio[i, j]] for i, j in cells],
                 hovertemplate=CELL_HOVER,
@@ -108,7 +157,8 @@ def pareto_plot(result: SweepResult) -> go.Figure:
         )
     fig.add_vline(x=result.max_perplexity_ratio, line_dash="dot", line_color="#999")
     fig.update_xaxes(title="damage: perplexity under the unsteered model (x unsteered)")
-    fig.update_yaxes(title=f"behaviour gain ({'higher' if sign > 0 else 'lower'} is the goal)")
+    goal = "higher" if sign > 0 else "lower"
+    fig.update_yaxes(title=f"behaviour gain ({score_unit(result.scorer)}; {goal} is the goal)")
     fig.update_layout(legend={"orientation": "h", "y": -0.3})
     return base_layout(fig, height=380)
 
@@ -134,7 +184,7 @@ def token_effect_bars(effect: TokenEffect, k: int = 12) -> go.Figure:
         col=2,
     )
     fig.update_yaxes(type="category")
-    fig.update_xaxes(title="relative logit effect")
+    fig.update_xaxes(title="logit change minus the vocabulary's mean (logits, coefficient 1)")
     fig.update_layout(showlegend=False)
     return base_layout(
         fig, height=80 + 22 * k, title=f"What the direction at layer {effect.layer} says, read through the unembedding"
@@ -152,6 +202,7 @@ def cosine_heatmap(matrix: np.ndarray, layers: tuple[int, ...]) -> go.Figure:
             reversescale=True,
             zmin=-1,
             zmax=1,
+            colorbar={"title": "cosine (−1..1)", "thickness": 12},
             hovertemplate="%{y} vs %{x}: cosine %{z:.2f}<extra></extra>",
         )
     )

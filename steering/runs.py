@@ -15,16 +15,20 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal, get_args
 
+import numpy as np
+
 from interp.errors import InputError
+from interp.generation import generate_batch
 from interp.loading import LoadedModel
 from interp.runs import Progress, RunSpec, check_choice, check_count, check_finite, default_of
 from interp.validation import check_texts
 from steering.apply import POSITION_MODES
 from steering.scores import SCORERS, Scorer
-from steering.sweep import Evaluation, SweepResult, evaluate, sweep
+from steering.sweep import Evaluation, SweepResult, TextScores, evaluate, score_texts, sweep
 from steering.vector import SteeringVector
 
 if TYPE_CHECKING:
@@ -37,6 +41,7 @@ Positions = Literal["all", "prompt", "generated"]
 MAX_NEW_TOKENS = 512
 MAX_SAMPLES = 64
 MAX_PROMPTS = 500  # as many as one prompt file holds (interp.prompt_files.MAX_ROWS)
+PROMPTS_PER_STEP = 8  # prompts sampled in one batch between two progress reports (the sweep's default prompt set)
 
 
 _NO_REWARD_MODEL = (
@@ -84,6 +89,82 @@ def _check_sampling(max_new_tokens: int, temperature: float) -> None:
     check_finite("temperature", temperature, low=0.0)
 
 
+def _joined(parts: Sequence[TextScores]) -> TextScores:
+    if len(parts) == 1:
+        return parts[0]
+    counts = [p.token_counts for p in parts]
+    return TextScores(
+        texts=tuple(text for p in parts for text in p.texts),
+        behaviour=np.concatenate([p.behaviour for p in parts]),
+        perplexity=np.concatenate([p.perplexity for p in parts]),
+        distinct2=np.concatenate([p.distinct2 for p in parts]),
+        token_counts=None if any(c is None for c in counts) else np.concatenate(counts),
+    )
+
+
+def evaluate_in_steps(
+    model: LoadedModel,
+    vector: SteeringVector,
+    layer: int,
+    coefficient: float,
+    scorer: Scorer,
+    *,
+    prompts: Sequence[str],
+    n_samples: int,
+    max_new_tokens: int,
+    temperature: float,
+    seed: int,
+    positions: str = "all",
+    progress: Progress | None = None,
+) -> Evaluation:
+    """:func:`steering.sweep.evaluate`, :data:`PROMPTS_PER_STEP` prompts at a time, saying how far it is.
+
+    Every step reports twice, after its unsteered and after its steered samples. Sample ``i`` of prompt
+    ``j`` keeps seed ``seed + j * n_samples + i`` (as in one batch), so up to :data:`PROMPTS_PER_STEP`
+    prompts give exactly :func:`evaluate`'s result, and more differ from one big batch only by float
+    rounding under padding.
+    """
+    report = progress or (lambda fraction, message: None)
+    start = time.perf_counter()
+    options = {"n_samples": n_samples, "max_new_tokens": max_new_tokens, "temperature": temperature}
+    plain, steered = [], []
+    steps = range(0, len(prompts), PROMPTS_PER_STEP)
+    for k, first in enumerate(steps):
+        chunk = tuple(prompts[first : first + PROMPTS_PER_STEP])
+        last = first + len(chunk)
+        which = f"prompt {first + 1}" if len(chunk) == 1 else f"prompts {first + 1}–{last}"
+        where = f"{which} of {len(prompts)}: {len(chunk) * n_samples} sample{'s' if len(chunk) * n_samples > 1 else ''}"
+        report(k / len(steps), f"Unsteered, {where}")
+        seed_here = seed + first * n_samples
+        grouped = generate_batch(model, list(chunk), seed=seed_here, hooks=None, **options)
+        unsteered = score_texts(model, [g for group in grouped for g in group], scorer)
+        report((k + 0.5) / len(steps), f"Steered, {where}")
+        part = evaluate(
+            model, vector, layer, coefficient, scorer, prompts=chunk, seed=seed_here, positions=positions,
+            unsteered=unsteered, **options,
+        )  # fmt: skip
+        plain.append(part.unsteered)
+        steered.append(part.steered)
+    report(1.0, f"Done: {len(prompts)} prompt{'s' if len(prompts) > 1 else ''}")
+    seconds = time.perf_counter() - start
+    return Evaluation(layer, float(coefficient), tuple(prompts), _joined(plain), _joined(steered), scorer.name, seconds)
+
+
+def batch_summary(evaluation: Evaluation, unit: str) -> str:
+    """The line a page shows after a batch: how many prompts, how long, and the mean effect and damage.
+
+    Example:
+        >>> batch_summary(batch, "VADER compound")
+        '40 prompts in 12.3 s: mean behaviour gain +0.214 VADER compound, mean perplexity ratio ×1.35 (steered ÷ unsteered).'
+    """
+    n = len(evaluation.prompts)
+    return (
+        f"{n} prompt{'s' if n != 1 else ''} in {evaluation.seconds:.1f} s: mean behaviour gain "
+        f"{evaluation.behaviour_gain:+.3f} {unit}, mean perplexity ratio ×{evaluation.perplexity_ratio:.2f} "
+        "(steered ÷ unsteered)."
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class SteeringEvaluation(RunSpec):
     """Unsteered and steered samples of some prompts (the same seeds) at one layer and coefficient, scored."""
@@ -114,9 +195,7 @@ class SteeringEvaluation(RunSpec):
         _normalise(self, coefficient=float(self.coefficient), prompts=_check_prompts(self.prompts))
 
     def run(self, model: LoadedModel, progress: Progress | None = None) -> Evaluation:
-        if progress is not None:
-            progress(0.0, "Generating unsteered and steered samples with the same seeds")
-        return evaluate(
+        return evaluate_in_steps(
             model,
             self.vector,
             self.layer,
@@ -128,6 +207,7 @@ class SteeringEvaluation(RunSpec):
             temperature=self.temperature,
             seed=self.seed,
             positions=self.positions,
+            progress=progress,
         )
 
 
@@ -160,9 +240,7 @@ class SteeringBatchEvaluation(RunSpec):
         _normalise(self, coefficient=float(self.coefficient), prompts=_check_prompts(self.prompts))
 
     def run(self, model: LoadedModel, progress: Progress | None = None) -> Evaluation:
-        if progress is not None:
-            progress(0.0, f"Sampling {len(self.prompts)} prompts unsteered and steered")
-        return evaluate(
+        return evaluate_in_steps(
             model,
             self.vector,
             self.layer,
@@ -173,6 +251,7 @@ class SteeringBatchEvaluation(RunSpec):
             max_new_tokens=self.max_new_tokens,
             temperature=self.temperature,
             seed=self.seed,
+            progress=progress,
         )
 
 

@@ -24,6 +24,18 @@ from steering.apply import steering_hooks
 from steering.scores import Scorer, distinct_n, perplexity
 from steering.vector import SteeringVector
 
+MAX_PERPLEXITY_RATIO = 2.0  # the sweep's default limit on damage: perplexity within 2x the unsteered text's
+# Beyond this many times the limit the steered text is gibberish, and a lexicon or reward scores noise: VADER gave
+# steered word salad +0.92. The score is then marked unreliable rather than shown as a success.
+UNRELIABLE_FACTOR = 2.0
+
+
+def behaviour_is_reliable(perplexity_ratio: float, limit: float = MAX_PERPLEXITY_RATIO) -> bool:
+    """Whether a behaviour score can be read as behaviour: the text's perplexity (× unsteered) is within
+    :data:`UNRELIABLE_FACTOR` times the damage ``limit``. Unknown damage (NaN) is not held against it."""
+    return not perplexity_ratio > UNRELIABLE_FACTOR * limit
+
+
 NEUTRAL_PROMPTS = (
     "I think the weather today is",
     "My neighbour told me that",
@@ -83,6 +95,11 @@ class Evaluation:
     @property
     def perplexity_ratio(self) -> float:
         return self.steered.mean_perplexity / self.unsteered.mean_perplexity
+
+    @property
+    def behaviour_is_reliable(self) -> bool:
+        """False when the steered text is so damaged (see :func:`behaviour_is_reliable`) that its score means little."""
+        return behaviour_is_reliable(self.perplexity_ratio)
 
     def to_frame(self):
         """One row per sample: its prompt, the unsteered and steered texts, and their scores."""
@@ -197,6 +214,10 @@ class SweepResult:
                 front.append(cell)
         return sorted(front, key=lambda c: c.perplexity_ratio)
 
+    def behaviour_is_reliable(self, cell: SweepCell) -> bool:
+        """Whether the cell's behaviour score can be read as behaviour (its text is not damaged far past the limit)."""
+        return behaviour_is_reliable(cell.perplexity_ratio, self.max_perplexity_ratio)
+
     def _acceptable(self, cell: SweepCell) -> bool:
         return cell.perplexity_ratio <= self.max_perplexity_ratio and cell.distinct2 >= 0.8 * self.baseline.mean_distinct2
 
@@ -253,7 +274,7 @@ def sweep(
     temperature: float = 0.8,
     seed: int = 0,
     goal: str = "raise",
-    max_perplexity_ratio: float = 2.0,
+    max_perplexity_ratio: float = MAX_PERPLEXITY_RATIO,
     progress: Callable[[int, int], None] | None = None,
 ) -> SweepResult:
     """Evaluate every layer x coefficient cell with the same prompts and seeds."""

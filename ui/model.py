@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from interp import DEFAULT_MODEL_NAME, LoadedModel, SteerscopeError, load_model
+from interp.loading import ModelInfo
 from ui.errors import show_error
 from ui.render import md_escape
 
@@ -85,10 +87,44 @@ def model_sidebar() -> LoadedModel | None:
             return None
         info = model.info
         st.caption(
-            f"**{md_escape(info.name)}** · {info.n_params / 1e6:.0f} M parameters · {info.n_layers} layers · "
+            f"**{md_escape(info.name)}** · {parameter_count(info.n_params)} · {info.n_layers} layers · "
             f"{info.n_heads} heads · {info.device}"
         )
     return model
+
+
+def parameter_count(n_params: int) -> str:
+    """A parameter count as people read it: "134.5 M parameters", "1.7 B parameters", and exactly below a million
+    ("51,968 parameters": a tiny model is not "0 M")."""
+    if n_params >= 1e9:
+        return f"{n_params / 1e9:.1f} B parameters"
+    if n_params >= 1e6:
+        return f"{n_params / 1e6:.1f} M parameters"
+    return f"{n_params:,} parameters"
+
+
+ROW_HEIGHT = 35  # Streamlit's dataframe row (and header) height in pixels; the frame adds 3 for its border
+
+
+def model_card_rows(info: ModelInfo) -> list[tuple[str, str]]:
+    """The model card's table: the core's rows, the parameter count as people read it, and no Source (a path too long
+    for a table cell: :func:`model_card` shows it in full below)."""
+    rows = []
+    for label, value in info.as_rows():
+        if label == "Source":
+            continue
+        rows.append((label, parameter_count(info.n_params).removesuffix(" parameters") if label == "Parameters" else value))
+    return rows
+
+
+def model_card(info: ModelInfo) -> None:
+    """The model card: a table exactly as tall as its rows (no empty row under them), then where the model came from."""
+    rows = model_card_rows(info)
+    st.dataframe(
+        pd.DataFrame(rows, columns=["", "value"]), hide_index=True, width="stretch", height=ROW_HEIGHT * (len(rows) + 1) + 3
+    )
+    st.caption("Source")
+    st.code(info.source, language=None, wrap_lines=True)
 
 
 def require_model() -> LoadedModel:

@@ -63,8 +63,11 @@ def token_chips(labels: Sequence[str], weights: Sequence[float] | None = None, t
     st.html(token_chips_html(labels, weights, titles))
 
 
-def warn_unknown_text(model, text: str) -> None:
-    """A warning when part of ``text`` is outside the model's vocabulary (read as its unknown token)."""
+def warn_unknown_text(model, text: str, what: str | None = None) -> None:
+    """A warning when part of ``text`` is outside the model's vocabulary (read as its unknown token).
+
+    ``what`` names the input when a page has several ("Reply", "Corrupted prompt").
+    """
     from interp.errors import SteerscopeError
     from interp.tokens import unknown_tokens
 
@@ -73,4 +76,5 @@ def warn_unknown_text(model, text: str) -> None:
     except SteerscopeError:
         return  # the page's own check says what is wrong with the text
     if unknown.n_unknown:
-        st.warning(md_escape(unknown.message(model.info.name)))
+        message = unknown.message(model.info.name)
+        st.warning(md_escape(f"{what}: {message}" if what else message))

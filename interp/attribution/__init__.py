@@ -42,6 +42,7 @@ from interp.attribution.checks import Faithfulness, faithfulness, faithfulness_e
 from interp.attribution.evaluation import Evaluator
 from interp.attribution.explain import DEFAULT_BATCH_SIZE, DEFAULT_BUDGET, Attribution, attribute, estimate_evaluations
 from interp.attribution.methods import (
+    COMPARED_BY_DEFAULT,
     DEFAULT_METHOD,
     METHODS,
     AttributionMethod,
@@ -64,6 +65,7 @@ from interp.attribution.runs import (
 from interp.attribution.targets import ResolvedTarget, Target, resolve_target
 
 __all__ = [
+    "COMPARED_BY_DEFAULT",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_BUDGET",
     "DEFAULT_METHOD",

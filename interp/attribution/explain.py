@@ -20,6 +20,9 @@ from interp.tokens import token_labels
 
 DEFAULT_BUDGET = 5_000  # model evaluations (rows through the model) allowed for one run
 DEFAULT_BATCH_SIZE = 32
+# Integrated Gradients' scores should add up to f(x) - f(baseline) (completeness). Beyond this share of that
+# change, the path integral has not converged and the scores are not to be trusted.
+CONVERGENCE_TOLERANCE = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +56,28 @@ class Attribution:
     @property
     def title(self) -> str:
         return METHODS[self.method].title
+
+    @property
+    def relative_convergence_delta(self) -> float | None:
+        """``|convergence delta| / |f(x) - f(baseline)|`` (Integrated Gradients only; else None)."""
+        if self.convergence_delta is None or self.base_value is None:
+            return None
+        change = abs(self.target_value - self.base_value)
+        return abs(self.convergence_delta) / change if change > 0 else float("inf")
+
+    def convergence_warning(self) -> str | None:
+        """What to tell a user whose Integrated Gradients scores do not add up (None when they do, or for other methods)."""
+        relative = self.relative_convergence_delta
+        if relative is None or relative <= CONVERGENCE_TOLERANCE:
+            return None
+        steps = self.settings.get("n_steps")
+        return (
+            f"{self.title}'s scores add up to {float(np.sum(self.scores)):+.3f}, but the target moved by "
+            f"{self.target_value - self.base_value:+.3f} from the baseline (convergence delta "
+            f"{self.convergence_delta:+.3f}, {100 * relative:.0f}% of the change; trusted below "
+            f"{100 * CONVERGENCE_TOLERANCE:.0f}%). Do not read these scores yet: give it more steps "
+            f"(now {steps}) or compare with SHAP or Shapley value sampling."
+        )
 
     def top_tokens(self, k: int = 3) -> list[tuple[int, str, float]]:
         """The ``k`` tokens with the largest scores as ``(position, token, score)``."""

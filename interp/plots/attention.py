@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from interp.attention import SCORE_TITLES, AttentionResult, HeadScores
 from interp.components import head_label, layer_label
 from interp.lens import LensResult
-from interp.plots import base_layout, plot_text, plot_text_array
+from interp.plots import base_layout, decade_ticks, plot_text, plot_text_array
 from interp.tokens import unique_labels
 
 PATTERN_SCALE = "Purples"
@@ -95,7 +95,7 @@ def pattern_heatmap(result: AttentionResult, layer: int, head: int) -> go.Figure
             colorscale=PATTERN_SCALE,
             zmin=0,
             zmax=1,
-            colorbar={"title": "attention", "thickness": 12},
+            colorbar={"title": "attention weight (0–1)", "thickness": 12},
             hovertemplate="query %{y}<br>key %{x}<br>attention %{z:.3f}<extra></extra>",
             hoverongaps=False,
         )
@@ -118,7 +118,7 @@ def score_heatmap(scores: HeadScores, name: str) -> go.Figure:
             colorscale="Viridis",
             zmin=0,
             zmax=1,
-            colorbar={"title": "score", "thickness": 12},
+            colorbar={"title": "score (mean attention, 0–1)", "thickness": 12},
             hoverinfo="skip",
         )
     )
@@ -151,7 +151,7 @@ def lens_heatmap(lens: LensResult) -> go.Figure:
             colorscale="Blues",
             zmin=0,
             zmax=1,
-            colorbar={"title": "top-1 prob", "thickness": 12},
+            colorbar={"title": "top-1 probability (0–1)", "thickness": 12},
             hovertemplate="after %{y} at %{x}<br>top token %{text}<br>probability %{z:.3f}<extra></extra>",
         )
     )
@@ -184,12 +184,19 @@ def lens_target_line(lens: LensResult, position: int = -1) -> go.Figure:
             mode="lines",
             yaxis="y2",
             line={"color": "#e07b18", "dash": "dot"},
-            hovertemplate="%{x}: rank %{y}<extra></extra>",
+            hovertemplate="%{x}: rank %{y:,}<extra></extra>",
         )
     )
     fig.update_layout(
         yaxis={"title": plot_text([f"P({lens.target!r}) (%)"])[0], "rangemode": "tozero"},
-        yaxis2={"title": "rank", "overlaying": "y", "side": "right", "type": "log", "autorange": "reversed"},
+        yaxis2={
+            "title": "rank (1 = top, log scale)",
+            "overlaying": "y",
+            "side": "right",
+            "type": "log",
+            "autorange": "reversed",
+            **decade_ticks(float(lens.target_ranks[:, position].max())),
+        },
         xaxis={"title": "residual stream after", "type": "category"},
         legend={"orientation": "h", "y": 1.12},
     )

@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from interp.attribution import METHODS, Attribution, Faithfulness
-from interp.plots import base_layout, plot_text
+from interp.attribution.targets import ResolvedTarget
+from interp.plots import base_layout, integer_ticks, plot_text
 from interp.tokens import unique_labels
 
 PALETTE = ["#5b4bdb", "#e07b18", "#1b9e77", "#d6336c", "#5c7080"]
@@ -38,7 +39,7 @@ def method_comparison(attributions: Sequence[Attribution]) -> go.Figure:
             zmid=0,
             zmin=-1,
             zmax=1,
-            colorbar={"title": "share of max", "thickness": 12},
+            colorbar={"title": "score (share of the row's largest, −1..1)", "thickness": 12},
             hovertemplate="%{y}<br>token %{x}<br>score %{customdata:.4f}<extra></extra>",
         )
     )
@@ -47,8 +48,22 @@ def method_comparison(attributions: Sequence[Attribution]) -> go.Figure:
     return base_layout(fig, height=120 + 42 * len(attributions))
 
 
-def faithfulness_curves(curves: Sequence[Faithfulness]) -> go.Figure:
-    """Deletion (most important first) and insertion curves, one line per method."""
+def target_unit(target: ResolvedTarget | None) -> str:
+    """The unit of a target's value: log-probabilities are in nats, a contrast of two logits in logits."""
+    if target is None:
+        return "nats for a log-probability, logits for a contrast"
+    if target.kind == "contrast":
+        return "logits"
+    if target.kind == "scalar":
+        return "the target's own units"
+    return "nats"
+
+
+def faithfulness_curves(curves: Sequence[Faithfulness], target: ResolvedTarget | None = None) -> go.Figure:
+    """Deletion (most important first) and insertion curves, one line per method.
+
+    ``target`` (the attributions' resolved target) names the value and its unit on the y-axis.
+    """
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -73,7 +88,8 @@ def faithfulness_curves(curves: Sequence[Faithfulness]) -> go.Figure:
         )  # fmt: skip
     fig.update_xaxes(title="tokens removed (%)", row=1, col=1)
     fig.update_xaxes(title="tokens kept (%)", row=1, col=2)
-    fig.update_yaxes(title="target value", row=1, col=1)
+    value = target.label if target is not None else "target value"
+    fig.update_yaxes(title=plot_text([f"{value} ({target_unit(target)})"])[0])
     fig.update_layout(legend={"orientation": "h", "y": -0.25})
     return base_layout(fig, height=400)
 
@@ -91,6 +107,7 @@ def driving_tokens_bar(frame: pd.DataFrame, method: str, top: int = 15) -> go.Fi
             hovertemplate="%{y}: in the top tokens of %{x} prompt(s)<br>mean score %{customdata:.3f}<extra></extra>",
         )
     )
-    fig.update_xaxes(title="prompts where the token is among the top 3")
+    most = int(rows["times_in_top"].max()) if len(rows) else 0
+    fig.update_xaxes(title="prompts where the token is among the top 3 (count)", **integer_ticks(range(most + 1)))
     fig.update_yaxes(type="category")
     return base_layout(fig, height=80 + 26 * len(rows), title=f"Tokens that most often drive the target ({method})")

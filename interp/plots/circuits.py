@@ -9,6 +9,8 @@ from interp.circuits import SITE_TITLES, DirectLogitAttribution, PatchingPair, P
 from interp.plots import base_layout, plot_text
 from interp.tokens import unique_labels
 
+RECOVERED = "share recovered: 1 = clean, 0 = corrupted"
+
 
 def patching_heatmap(
     result: PatchingResult, position_labels: tuple[str, ...] | None = None, title: str | None = None
@@ -30,7 +32,7 @@ def patching_heatmap(
             zmid=0,
             zmin=-max(peak, 1e-6),
             zmax=max(peak, 1e-6),
-            colorbar={"title": "recovered", "thickness": 12},
+            colorbar={"title": "recovered<br>(1 = clean,<br>0 = corrupted)", "thickness": 12},
             text=labels.tolist(),
             hovertemplate="%{text}<br>score %{z:.3f}<extra></extra>",
             hoverinfo="skip" if result.kind == "heads" else None,
@@ -87,8 +89,8 @@ def patching_agreement(pair: PatchingPair) -> go.Figure:
                 hoverinfo="skip",
             )
         )
-    fig.update_xaxes(title="activation patching (exact)")
-    fig.update_yaxes(title="attribution patching (estimate)")
+    fig.update_xaxes(title=f"activation patching, exact ({RECOVERED})")
+    fig.update_yaxes(title=f"attribution patching, estimate ({RECOVERED})")
     return base_layout(fig, height=380, title=f"Agreement: Spearman {pair.correlation:.2f}")
 
 
@@ -104,6 +106,6 @@ def dla_bar(dla: DirectLogitAttribution, k: int = 15) -> go.Figure:
             hovertemplate="%{y}: %{x:.3f}<extra></extra>",
         )
     )
-    fig.update_xaxes(title=f"direct contribution to {dla.metric_label}")
+    fig.update_xaxes(title=plot_text([f"direct contribution to {dla.metric_label} (logits)"])[0])
     fig.update_yaxes(type="category")
-    return base_layout(fig, height=80 + 24 * len(ranked), title=f"Direct logit attribution (metric {dla.metric:.3f})")
+    return base_layout(fig, height=80 + 24 * len(ranked), title=f"Direct logit attribution (metric {dla.metric:.3f} logits)")

@@ -163,6 +163,7 @@ def figure_png(result: Any, title: str) -> bytes | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     panels = _main_arrays(result)[:MAX_PANELS]
     if not panels:
@@ -183,7 +184,10 @@ def figure_png(result: Any, title: str) -> bytes | None:
             figure.colorbar(image, ax=axis, label=unit or None)
             axis.set_xlabel(labels[0])
             axis.set_ylabel(labels[1])
-            if ticks is not None:  # named rows and columns, thinned to stay readable
+            if ticks is None:  # rows and columns are indices (layers, heads, positions): whole-number ticks only
+                for integer_axis in (axis.xaxis, axis.yaxis):
+                    integer_axis.set_major_locator(MaxNLocator(integer=True))
+            else:  # named rows and columns, thinned to stay readable
                 for set_ticks, set_labels, names in ((axis.set_xticks, axis.set_xticklabels, ticks[0]),
                                                      (axis.set_yticks, axis.set_yticklabels, ticks[1])):  # fmt: skip
                     step = max(1, len(names) // 12)

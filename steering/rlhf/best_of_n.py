@@ -57,34 +57,37 @@ def best_of_n(
     """Sample ``max(ns)`` replies per prompt per seed group; for each N keep the best of the first N.
 
     Taking the first N of one sample list (rather than fresh samples per N) is what makes the
-    curve comparable across N: the kept reward can only rise as N grows.
+    curve comparable across N: the kept reward can only rise as N grows. Prompts are sampled one at a
+    time (``progress`` hears of each), with the seeds one batch of them all would use.
     """
     ns = tuple(sorted(set(int(n) for n in ns)))
     if ns[0] < 1:
         raise InputError("N must be at least 1.")
+    report = progress or (lambda fraction, message: None)
     top = ns[-1]
+    steps = groups * len(prompts) * 2  # per seed group and prompt: sampling, then scoring
+    done = 0
     curves, first_samples, first_rewards = [], (), ()
     for group in range(groups):
-        if progress is not None:
-            progress(
-                group / groups, f"Sampling {top} replies to each of {len(prompts)} prompts (seed group {group + 1} of {groups})"
-            )
-        grouped = generate_batch(
-            model,
-            list(prompts),
-            max_new_tokens=max_new_tokens,
-            n_samples=top,
-            temperature=temperature,
-            seed=seed + 10_000 * group,
-            chat=True,
-        )
-        rewards = np.array(
-            [reward.score(model, [p] * top, [g.text for g in samples]) for p, samples in zip(prompts, grouped, strict=True)]
-        )
+        grouped, rewards = [], []
+        for j, prompt in enumerate(prompts):
+            where = f"prompt {j + 1} of {len(prompts)}, seed group {group + 1} of {groups}"
+            report(done / steps, f"Sampling {top} replies to {where}")
+            # Prompt j's samples keep the seeds they would have in one batch of every prompt: seed + j * top + i.
+            samples = generate_batch(
+                model, [prompt], max_new_tokens=max_new_tokens, n_samples=top, temperature=temperature,
+                seed=seed + 10_000 * group + j * top, chat=True,
+            )[0]  # fmt: skip
+            report((done + 1) / steps, f"Scoring {top} replies to {where}")
+            rewards.append(reward.score(model, [prompt] * top, [g.text for g in samples]))
+            grouped.append(samples)
+            done += 2
+        rewards = np.array(rewards)
         curves.append([float(rewards[:, :n].max(axis=1).mean()) for n in ns])
         if group == 0:
             first_samples = tuple(tuple(g.text for g in samples) for samples in grouped)
             first_rewards = tuple(tuple(float(r) for r in row) for row in rewards)
+    report(1.0, f"Done: {groups * len(prompts) * top} replies sampled and scored")
     per_group = np.array(curves)
     return BestOfN(
         ns, per_group.mean(axis=0), per_group, np.array([kl_bound(n) for n in ns]), tuple(prompts), first_samples, first_rewards

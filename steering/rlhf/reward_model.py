@@ -46,13 +46,24 @@ def _conversation_ids(model: LoadedModel, prompt: str, response: str) -> tuple[l
 
 
 def response_features(
-    model: LoadedModel, prompts: Sequence[str], responses: Sequence[str], layers: Sequence[int], *, batch_size: int = 16
+    model: LoadedModel,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    layers: Sequence[int],
+    *,
+    batch_size: int = 16,
+    progress: Progress | None = None,
 ) -> torch.Tensor:
-    """Mean residual stream (``resid_post``) over each response's tokens: ``[n, len(layers), d_model]``."""
+    """Mean residual stream (``resid_post``) over each response's tokens: ``[n, len(layers), d_model]``.
+
+    ``progress(fraction, message)`` hears of each batch of ``batch_size`` responses.
+    """
     pad = baseline_token_id(model)
     names = [f"blocks.{layer}.hook_resid_post" for layer in layers]
     out = []
     for start in range(0, len(prompts), batch_size):
+        if progress is not None:
+            progress(start / len(prompts), f"{start} of {len(prompts)} replies read")
         encoded = [
             _conversation_ids(model, p, r)
             for p, r in zip(prompts[start : start + batch_size], responses[start : start + batch_size], strict=True)
@@ -64,6 +75,8 @@ def response_features(
         acts = record(model, tokens, names).stack(names).float().cpu()  # [layer, batch, pos, d]
         pooled = (acts * weights[None, :, :, None]).sum(dim=2) / weights.sum(dim=1)[None, :, None]
         out.append(pooled.transpose(0, 1))
+    if progress is not None:
+        progress(1.0, f"{len(prompts)} of {len(prompts)} replies read")
     return torch.cat(out)
 
 
@@ -204,8 +217,8 @@ def _fit_head(chosen: torch.Tensor, rejected: torch.Tensor, *, steps: int, lr: f
         loss.backward()
         optimiser.step()
         losses.append(loss.item())
-        if progress is not None and step % 20 == 0:
-            progress(step / steps, f"Bradley–Terry loss {losses[-1]:.3f}")
+        if progress is not None and (step % 20 == 0 or step == steps - 1):
+            progress((step + 1) / steps, f"step {step + 1}/{steps}, Bradley–Terry loss {losses[-1]:.3f}")
     return weight.detach(), mean, std, losses
 
 
@@ -230,26 +243,36 @@ def train_reward_model(
     start = time.perf_counter()
     layers = [layer for layer in layers if 0 <= layer < model.info.n_layers] or [model.info.n_layers * 2 // 3]
     report = progress or (lambda fraction, message: None)
+
+    def part(low: float, high: float, prefix: str) -> Progress:  # one stage's share of the bar, named in the message
+        return lambda fraction, message: report(low + (high - low) * fraction, f"{prefix}: {message}")
+
     report(0.0, "Reading the responses' activations")
-    chosen = response_features(model, [p.prompt for p in train], [p.chosen for p in train], layers)
-    rejected = response_features(model, [p.prompt for p in train], [p.rejected for p in train], layers)
+    prompts = [p.prompt for p in train]
+    chosen = response_features(model, prompts, [p.chosen for p in train], layers, progress=part(0.0, 0.35, "Chosen replies"))
+    rejected = response_features(
+        model, prompts, [p.rejected for p in train], layers, progress=part(0.35, 0.7, "Rejected replies")
+    )
     inner_train, inner_val = split_by_prompt(list(train), 0.25, seed + 1)
     index = {id(p): i for i, p in enumerate(train)}
     fit_rows = torch.tensor([index[id(p)] for p in inner_train])
     val_rows = torch.tensor([index[id(p)] for p in inner_val])
     validation = {}
+    share = 0.15 / len(layers)
     for j, layer in enumerate(layers):
-        w, m, s, _ = _fit_head(chosen[fit_rows, j], rejected[fit_rows, j], steps=steps, lr=lr, l2=l2, seed=seed)
+        chooser = part(0.7 + j * share, 0.7 + (j + 1) * share, f"Choosing the layer: layer {layer} ({j + 1} of {len(layers)})")
+        w, m, s, _ = _fit_head(chosen[fit_rows, j], rejected[fit_rows, j], steps=steps, lr=lr, l2=l2, seed=seed, progress=chooser)
         validation[layer] = _accuracy(w, m, s, chosen[val_rows, j], rejected[val_rows, j])
     best = max(layers, key=lambda layer: (validation[layer], -layer))
     j = layers.index(best)
-    report(0.5, f"Training the head on layer {best}")
     weight, mean, std, losses = _fit_head(
-        chosen[:, j], rejected[:, j], steps=steps, lr=lr, l2=l2, seed=seed, progress=lambda f, m: report(0.5 + 0.4 * f, m)
-    )
+        chosen[:, j], rejected[:, j], steps=steps, lr=lr, l2=l2, seed=seed,
+        progress=part(0.85, 0.95, f"Training the head on layer {best}"),
+    )  # fmt: skip
     train_accuracy = _accuracy(weight, mean, std, chosen[:, j], rejected[:, j])
     test_accuracy = float("nan")
     if test:
+        report(0.95, f"Scoring the {len(test)} held-out pairs")
         test_chosen = response_features(model, [p.prompt for p in test], [p.chosen for p in test], [best])[:, 0]
         test_rejected = response_features(model, [p.prompt for p in test], [p.rejected for p in test], [best])[:, 0]
         test_accuracy = _accuracy(weight, mean, std, test_chosen, test_rejected)

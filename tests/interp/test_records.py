@@ -265,6 +265,29 @@ def test_reports_draw_runs_made_of_several_parts(tiny_llama):
         assert png is not None and png.startswith(b"\x89PNG"), kind
 
 
+def test_report_figures_tick_index_axes_with_whole_numbers_only(tiny_llama, monkeypatch):
+    """Layers, heads and token positions are counted: a tick at 0.5 or 2.5 on such an axis names nothing."""
+    import matplotlib.pyplot as plt
+
+    from interp.records import figure_png
+
+    drawn = []
+    really_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda figure: (drawn.append(figure), really_close(figure)))
+    results = {
+        "head_scores": compute_head_scores(tiny_llama, n_sequences=2, repeat_length=8),
+        "attention": attention_patterns(tiny_llama, PROMPT),
+        "logit_lens": logit_lens(tiny_llama, PROMPT, " Mary"),
+    }
+    for kind, result in results.items():
+        assert figure_png(result, kind) is not None, kind
+    images = [axis for figure in drawn for axis in figure.axes if axis.get_images()]
+    assert images
+    for axis in images:
+        for ticks in (axis.get_xticks(), axis.get_yticks()):
+            assert all(float(t).is_integer() for t in ticks), (axis.get_title(), list(ticks))
+
+
 def test_record_keeps_versions_model_and_times(tiny_llama, store):
     record = store.load(
         store.save(
