@@ -41,6 +41,7 @@ from typing import Any
 import torch
 
 from interp.errors import HookError
+from interp.lean import lean_hook_target, register_lean_hook
 from interp.loading import LoadedModel
 
 HookFn = Callable[[torch.Tensor, "HookSite"], torch.Tensor | None]
@@ -218,6 +219,23 @@ def _pytorch_hook(model: LoadedModel, hook_point: Any, name: str, fn: HookFn, ru
     return forward_hook
 
 
+def _lean_target(model: LoadedModel, name: str) -> tuple[torch.nn.Module, str]:
+    try:
+        return lean_hook_target(model, name)
+    except KeyError:
+        raise HookError(f"The lean decode path has no hook point named '{name}'; use the bridge for it.") from None
+
+
+def _lean_call(model: LoadedModel, name: str, fn: HookFn, run: HookRun) -> Callable[[torch.Tensor], torch.Tensor | None]:
+    layer = _layer_of(name)
+
+    def call(activation: torch.Tensor) -> torch.Tensor | None:
+        run.fire_counts[name] += 1
+        return fn(activation, HookSite(name, layer, model.position_offset))
+
+    return call
+
+
 def _normalise(hooks: HookSpec | None) -> list[tuple[str, HookFn]]:
     if hooks is None:
         return []
@@ -225,13 +243,15 @@ def _normalise(hooks: HookSpec | None) -> list[tuple[str, HookFn]]:
 
 
 @contextlib.contextmanager
-def intervene(model: LoadedModel, hooks: HookSpec | None = None) -> Iterator[HookRun]:
+def intervene(model: LoadedModel, hooks: HookSpec | None = None, *, lean: bool = False) -> Iterator[HookRun]:
     """Run the model with forward hooks, holding its lock; every hook is gone afterwards.
 
     Args:
         model: The loaded model (shared; never mutated beyond the hooks' lifetime).
         hooks: ``{name: fn}`` or a list of ``(name, fn)`` pairs (a name may repeat).
             None or empty runs the model plain, still under the lock.
+        lean: Attach the hooks to the lean decode path (:mod:`interp.lean`, the plain Hugging Face modules over
+            the same weights) instead of the bridge's hook points; only the names it maps are allowed.
 
     Yields:
         A :class:`HookRun` whose ``fire_counts`` grow as the hooks fire.
@@ -249,21 +269,33 @@ def intervene(model: LoadedModel, hooks: HookSpec | None = None) -> Iterator[Hoo
         1
     """
     pairs = _normalise(hooks)
-    points = [(name, resolve_hook_point(model, name), fn) for name, fn in pairs]  # fail before registering
+    if lean:
+        points = [(name, _lean_target(model, name), fn) for name, fn in pairs]  # fail before registering
+    else:
+        points = [(name, resolve_hook_point(model, name), fn) for name, fn in pairs]
     run = HookRun()
     with _holding(model):
         handles: list[tuple[Any, torch.utils.hooks.RemovableHandle]] = []
         saved_offset = model.position_offset
         try:
-            for name, hook_point, fn in points:
-                handles.append((hook_point, hook_point.register_forward_hook(_pytorch_hook(model, hook_point, name, fn, run))))
+            for name, target, fn in points:
+                if lean:
+                    module, how = target
+                    handle = register_lean_hook(module, how, _lean_call(model, name, fn, run), model.info.n_heads)
+                    handles.append((module, handle))
+                else:
+                    handles.append((target, target.register_forward_hook(_pytorch_hook(model, target, name, fn, run))))
             with _in_model_dtype(model):
                 yield run
         finally:
             model.position_offset = saved_offset
             for _, handle in reversed(handles):
                 handle.remove()
-            leftover = [hp.name for hp, handle in handles if handle.id in hp._forward_hooks]
+            leftover = [
+                getattr(hp, "name", None) or type(hp).__name__
+                for hp, handle in handles
+                if handle.id in hp._forward_hooks or handle.id in hp._forward_pre_hooks
+            ]
             if leftover:
                 raise HookError(f"Hooks could not be removed from {', '.join(leftover)}; reload the model.")
 
@@ -283,8 +315,12 @@ def count_hooks(model: LoadedModel) -> int:
     """
     from transformer_lens.hook_points import HookPoint
 
-    return sum(
+    bridge = sum(
         len(module._forward_hooks) + len(module._forward_pre_hooks) + len(module._backward_hooks)
         for module in model.bridge.modules()
         if isinstance(module, HookPoint)
     )
+    lean = getattr(model, "_lean", None)  # the lean decode path's modules, once built (interp.lean)
+    if lean:
+        bridge += sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in lean.modules())
+    return bridge

@@ -23,6 +23,7 @@ from transformers import DynamicCache
 
 from interp.engine.requests import GenerationStream
 from interp.hooks import HookSite, intervene
+from interp.lean import lean_model, lean_supports
 from interp.loading import LoadedModel
 
 Stage = Literal["prompt", "generated"]
@@ -109,14 +110,18 @@ def forward(
     Requests whose own hooks raised are named in ``failures`` (their rows' logits are not to be used)."""
     padded = bool((mask == 0).any())
     hooks = additions_for(model, rows, stage) + request_hooks(rows, positions, {} if failures is None else failures)
-    with intervene(model, hooks), torch.inference_mode():
-        logits = model.bridge(
-            tokens.to(model.device),
-            past_key_values=cache,
-            attention_mask=mask.to(model.device) if padded else None,
-            position_ids=positions.to(model.device),
-            logits_to_keep=1,
-        )
+    lean = lean_supports(model, [name for name, _ in hooks])  # the plain HF modules where the hooks allow (interp.lean)
+    with intervene(model, hooks, lean=lean), torch.inference_mode():
+        inputs = {
+            "past_key_values": cache,
+            "attention_mask": mask.to(model.device) if padded else None,
+            "position_ids": positions.to(model.device),
+            "logits_to_keep": 1,
+        }
+        if lean:
+            logits = lean_model(model)(input_ids=tokens.to(model.device), use_cache=True, **inputs).logits
+        else:
+            logits = model.bridge(tokens.to(model.device), **inputs)
     return logits[:, -1, :]
 
 
