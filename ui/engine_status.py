@@ -1,4 +1,4 @@
-"""The sidebar's status line: what the shared model's engine decodes now, and what else holds the model."""
+"""The sidebar's engine corner: what the shared model's engine decodes now, and fast mode for generation."""
 
 from __future__ import annotations
 
@@ -6,11 +6,19 @@ import streamlit as st
 
 from interp import LoadedModel
 from interp.engine import engine_for
+from interp.fast import FastAgreement, fast_agreement, fast_copy
 from interp.hooks import model_busy
+
+KEY_FAST = "fast_generation"
+AGREEMENT_PROMPTS = (
+    "I think the weather today is", "The capital of France is", "My favourite food", "Once upon a time",
+    "When Mary and John went to the store, John gave a drink to", "The best way to learn is",
+    "Here is a short poem about the sea:", "The meeting is scheduled for",
+)  # fmt: skip
 
 
 def engine_status_line(model: LoadedModel) -> str:
-    """E.g. "Engine: 2 generation(s), 5 rows decoding · 1 waiting · model: Patching sweep for 12 s"."""
+    """E.g. "2 generation(s), 5 rows decoding · 1 waiting · model: Patching sweep for 12 s"."""
     line = engine_for(model).status().describe()
     holder = model_busy(model)
     if holder is not None and holder.description not in ("run", "generation"):
@@ -18,7 +26,37 @@ def engine_status_line(model: LoadedModel) -> str:
     return line
 
 
-def show_engine_status(model: LoadedModel | None) -> None:
-    if model is not None:
-        st.sidebar.caption(engine_status_line(model), help="Every session's generations decode together on one engine; "
-                           "long analyses take turns with them, one chunk at a time.")  # fmt: skip
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _fast_copy(_model: LoadedModel, weights: str) -> LoadedModel:
+    return fast_copy(_model)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _agreement(_model: LoadedModel, _fast: LoadedModel, weights: str) -> FastAgreement:
+    return fast_agreement(_model, _fast, AGREEMENT_PROMPTS, n_tokens=16)
+
+
+def generation_model(model: LoadedModel) -> LoadedModel:
+    """The model generation-heavy work runs on: ``model`` itself, or its bf16 copy when fast mode is on."""
+    if not st.session_state.get(KEY_FAST):
+        return model
+    return _fast_copy(model, model.info.weights_sha256)
+
+
+def engine_sidebar(model: LoadedModel | None) -> None:
+    if model is None:
+        return
+    st.sidebar.caption(
+        engine_status_line(model),
+        help="Every session's generations decode together on one engine; long analyses take turns with them.",
+    )
+    fast = st.sidebar.toggle(
+        "Fast generation (bf16)", key=KEY_FAST,
+        help="The Steering page's samples, sweeps and batch evaluations decode with bf16 weights (faster on CPUs "
+        "with AVX-512 BF16). Analyses — attention, attribution, circuits, the lens — always run in fp32, exactly.",
+    )  # fmt: skip
+    if fast:
+        with st.sidebar, st.spinner("Loading the bf16 copy and measuring its agreement with fp32"):
+            copy = _fast_copy(model, model.info.weights_sha256)
+            agreement = _agreement(model, copy, model.info.weights_sha256)
+        st.sidebar.caption(f"{agreement.describe()} (teacher-forced on {agreement.n_prompts} prompts).")

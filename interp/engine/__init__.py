@@ -1,7 +1,7 @@
 """One engine per shared model: continuously batched, streamed generation with per-request interventions, and
 long jobs that take turns with it. See :mod:`interp.engine.engine`."""
 
-from interp.engine.engine import Engine, EngineStatus, JobHandle, engine_for, run_job
+from interp.engine.engine import Engine, EngineStatus, JobHandle, engine_for, request_for, run_job
 from interp.engine.requests import GenerationRequest, GenerationStream, RowAddition, TokenEvent
 
 __all__ = [
@@ -13,5 +13,6 @@ __all__ = [
     "RowAddition",
     "TokenEvent",
     "engine_for",
+    "request_for",
     "run_job",
 ]

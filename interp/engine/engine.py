@@ -59,7 +59,8 @@ class EngineStatus:
             return "Engine idle"
         parts = []
         if self.requests:
-            parts.append(f"{len(self.requests)} generation(s), {self.rows} rows decoding")
+            n = len(self.requests)
+            parts.append(f"{n} generation{'s' if n != 1 else ''} decoding ({self.rows} row{'s' if self.rows != 1 else ''})")
         if self.queued:
             parts.append(f"{self.queued} waiting")
         if self.jobs:
@@ -388,6 +389,22 @@ def engine_for(model: LoadedModel) -> Engine:
         if engine is None or engine.model is not model:
             engine = _engines[id(model)] = Engine(model)
         return engine
+
+
+def request_for(
+    model: LoadedModel, prompt: str, *, max_new_tokens: int = 40, temperature: float = 0.0, seed: int = 0,
+    n_samples: int = 1, label: str = "generation",
+) -> GenerationRequest:  # fmt: skip
+    """A request to continue ``prompt`` (checked: text, counts, the model's context)."""
+    from interp.generation import SamplingSettings
+    from interp.tokens import tokenize
+    from interp.validation import check_text
+
+    check_text("prompt", prompt)
+    ids = tokenize(model, prompt)
+    check_length(model, len(ids) + max_new_tokens, what="A prompt plus the tokens to generate")
+    return GenerationRequest(prompt, tuple(ids), max_new_tokens=max_new_tokens, n_samples=n_samples,
+                             sampling=SamplingSettings(temperature), seed=seed, label=label)  # fmt: skip
 
 
 def run_job(model: LoadedModel, label: str, work: Callable[[], JobWork], timeout: float | None = None) -> Any:

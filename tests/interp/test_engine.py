@@ -206,7 +206,7 @@ def test_the_status_line_says_what_runs(tiny_llama):
         next(stream.events(timeout=60))
         status = engine.status()
         assert status.requests == ("Steering samples",) and status.rows == 1
-        assert "1 generation(s), 1 rows decoding" in status.describe()
+        assert "1 generation decoding (1 row)" in status.describe()
         stream.cancel()
         stream.result(timeout=60)
     finally:
