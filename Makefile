@@ -38,13 +38,18 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not real_model and not browser" -x -q
 
 # llama.cpp for the benchmark's comparison. No wheel exists for this platform: it is built from source once
-# (examples, tests, tools and server off: ~11 CPU-minutes) into the cache, then installed from there.
-WHEELS ?= $(or $(STEERSCOPE_CACHE),$(HOME)/.cache/steerscope)/wheels
+# (examples, tests, tools and server off: ~11 CPU-minutes) into the cache, then installed from there. Not for the
+# build machine's own CPU (GGML_NATIVE): its AMX kernels crashed here (a general protection fault in libggml-cpu
+# on the first decode), so AVX-512 with VNNI and BF16, which this CPU family has, and no AMX.
+WHEELS ?= $(or $(STEERSCOPE_CACHE),$(HOME)/.cache/steerscope)/wheels/llama-cpp-avx512
 LLAMA_CPP := llama-cpp-python==0.3.36
+LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=OFF \
+  -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON \
+  -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 llama-cpp: $(STAMP)
 	@$(PY) -c "import llama_cpp" 2>/dev/null || { \
 	  ls $(WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || \
-	    CMAKE_ARGS="-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=OFF" \
+	    CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
 	    $(PY) -m pip wheel --quiet --no-deps $(LLAMA_CPP) -w $(WHEELS); \
 	  $(PY) -m pip install --quiet $(WHEELS)/llama_cpp_python-*.whl; }
 

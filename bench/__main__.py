@@ -10,7 +10,7 @@ import time
 
 import torch
 
-SECTIONS = ["foundation", "attention", "attribution", "circuits", "steering", "rlhf", "engine", "contention"]
+SECTIONS = ["foundation", "attention", "attribution", "circuits", "steering", "rlhf", "engine", "contention", "llama"]
 
 
 def main(argv: list[str] | None = None) -> int:

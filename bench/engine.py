@@ -6,8 +6,9 @@
 * 8 concurrent steered requests (different vectors, coefficients, layers) against one alone;
 * an interactive 30-token generation while an IOI head-patching sweep runs, against the same generation idle;
 * decode throughput at 16 rows against one row; steered decode against raw Hugging Face ``generate``;
-* fast mode (bf16) against raw HF fp32, its agreement with fp32, and peak memory with it loaded;
-* llama.cpp on the same GGUF (llama-cpp-python, when installed: ``make bench`` installs the wheel built once).
+* fast mode (bf16) against raw HF fp32, its agreement with fp32, and peak memory with it loaded.
+
+llama.cpp on the same GGUF is in ``bench/llama.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from interp.engine import Engine, GenerationRequest
 from interp.fast import fast_agreement, fast_copy
 from interp.forward import run_logits
 from interp.generation import generate_batch_serial
-from interp.loading import default_gguf_path, load_hf_model
+from interp.loading import load_hf_model
 from interp.tokens import tokenize
 from steering import built_in, mean_difference
 from steering.apply import steering_additions, steering_hooks
@@ -190,23 +191,6 @@ def memory_figures() -> list[list[str]]:
     ]
 
 
-def llama_cpp_figures(our_tokens_per_second: float) -> list[list[str]]:
-    try:
-        from llama_cpp import Llama
-    except ImportError:
-        return [["llama.cpp", "not installed (make bench installs llama-cpp-python)", "", ""]]
-    llm = Llama(model_path=str(default_gguf_path()), n_threads=torch.get_num_threads(), n_ctx=256, verbose=False, seed=0)
-    llm(PROMPT, max_tokens=8, temperature=0.0)  # warm
-    start = time.perf_counter()
-    out = llm(PROMPT, max_tokens=64, temperature=0.0)
-    seconds = time.perf_counter() - start
-    speed = out["usage"]["completion_tokens"] / seconds
-    return [
-        ["llama.cpp, same GGUF, unsteered, 1 row", f"{speed:.1f} tok/s", "1.00x", ""],
-        ["engine, fp32 steered, 1 row", f"{our_tokens_per_second:.1f} tok/s", f"{our_tokens_per_second / speed:.2f}x", ""],
-    ]
-
-
 def run(quick: bool = False) -> str:
     model = load_model(None, device="cpu")
     vector = mean_difference(model, built_in("sentiment"), layers=[4, 5, 6], position="mean")
@@ -216,12 +200,11 @@ def run(quick: bool = False) -> str:
         tune = tune_figures(model, vector, repeats)
         concurrency = concurrency_figures(model, vector, engine, repeats)
         sweep = sweep_figures(model, vector, engine)
-        throughput, one_row = throughput_figures(model, vector, engine)
+        throughput, _ = throughput_figures(model, vector, engine)
         decode = decode_figures(model, vector, engine, repeats)
     finally:
         engine.close()
     memory = memory_figures()
-    llama = llama_cpp_figures(one_row)
     header = ["work", "measured", "ratio", "target"]
     return "\n\n".join([
         "### Engine (SmolLM2-135M-Instruct, greedy unless sampled by the spec)",
@@ -231,5 +214,4 @@ def run(quick: bool = False) -> str:
         "Decode throughput by batch size (64 tokens per row)\n\n" + table(header, throughput),
         "Decode speed, 64 tokens, one row\n\n" + table(header, decode),
         "Memory\n\n" + table(header, memory),
-        "Against llama.cpp\n\n" + table(header, llama),
     ])  # fmt: skip

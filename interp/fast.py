@@ -3,7 +3,8 @@
 This CPU family has AVX-512 BF16, where bf16 matrix products run about 1.5x faster than fp32 (docs/PERFORMANCE.md).
 Generation-heavy work (tuning, sweeps, best-of-N) can take that; analyses (attribution, patching, the lens) stay on
 the fp32 model and exact. The copy shares nothing mutable with the original: its own bridge (weights cast one
-parameter at a time, so fp32 is never held twice), its own lock and engine. Buffers such as RoPE's inverse
+parameter at a time, so fp32 is never held twice) and its own engine; it shares the original's lock, so the
+two never compute at once on the same cores. Buffers such as RoPE's inverse
 frequencies stay fp32, as Hugging Face keeps them.
 
 How much the copy differs is measured, not assumed: :func:`fast_agreement` feeds both models the same text and
@@ -35,7 +36,9 @@ def fast_copy(model: LoadedModel, dtype: torch.dtype = FAST_DTYPE) -> LoadedMode
             memo[id(parameter)] = torch.nn.Parameter(parameter.detach().to(dtype), requires_grad=False)
         bridge = copy.deepcopy(model.bridge, memo)
     info = dataclasses.replace(model.info, dtype=str(dtype).removeprefix("torch."))
-    return LoadedModel(bridge, model.tokenizer, info, model.folder)
+    fast = LoadedModel(bridge, model.tokenizer, info, model.folder)
+    fast.lock = model.lock  # one torch computation at a time in the process: the two copies take turns for the cores
+    return fast
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 
 INTERACTIVE_SHARE = 0.75
+INTERACTIVE_GRACE = 0.05  # seconds a job waits after an interactive step before taking a turn it is not due
 
 _interactive: contextvars.ContextVar[bool] = contextvars.ContextVar("steerscope_interactive", default=False)
 
@@ -49,33 +50,43 @@ class ModelLock:
         self._waiting = {True: 0, False: 0}
         self._interactive_seconds = 0.0  # interactive hold time since the last job turn
         self._job_seconds = 0.0  # how long the last job turn held the lock
+        self._interactive_released = float("-inf")  # when interactive work last let go
 
-    def _may_take(self, kind: bool) -> bool:
+    def _may_take(self, kind: bool, now: float) -> bool:
         if self._owner is not None:
             return False
         jobs_due = self._interactive_seconds >= self._ratio * self._job_seconds
         if kind:  # interactive: first, unless a waiting job is due a turn
             return not (self._waiting[False] and jobs_due)
-        return not self._waiting[True] or jobs_due
+        if jobs_due:
+            return True
+        # Not due: only while no interactive work wants the model, and not in the moment between two of its steps
+        # (the engine releases after a step and asks again a few milliseconds later, after choosing tokens).
+        return not self._waiting[True] and now - self._interactive_released >= INTERACTIVE_GRACE
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         me = threading.get_ident()
         kind = _interactive.get()
+        deadline = None if timeout < 0 else time.monotonic() + timeout
         with self._condition:
             if self._owner == me:
                 self._depth += 1
                 return True
             self._waiting[kind] += 1
             try:
-                if not blocking:
-                    took = self._may_take(kind)
-                else:
-                    took = self._condition.wait_for(lambda: self._may_take(kind), None if timeout < 0 else timeout)
+                while not self._may_take(kind, time.monotonic()):
+                    now = time.monotonic()
+                    if not blocking or (deadline is not None and now >= deadline):
+                        self._condition.notify_all()  # a waiter that gave up can change who is due
+                        return False
+                    wait = None if deadline is None else deadline - now
+                    if not kind:  # look again when the grace after the last interactive step is over
+                        grace_left = self._interactive_released + INTERACTIVE_GRACE - now
+                        if grace_left > 0:
+                            wait = grace_left if wait is None else min(wait, grace_left)
+                    self._condition.wait(wait)
             finally:
                 self._waiting[kind] -= 1
-            if not took:
-                self._condition.notify_all()  # a waiter that gave up can change who is due
-                return False
             self._owner, self._depth, self._owner_interactive = me, 1, kind
             self._held_since = time.monotonic()
             return True
@@ -90,6 +101,7 @@ class ModelLock:
             held = time.monotonic() - self._held_since
             if self._owner_interactive:
                 self._interactive_seconds += held
+                self._interactive_released = time.monotonic()
             else:
                 self._job_seconds, self._interactive_seconds = held, 0.0
             self._owner = None

@@ -54,7 +54,8 @@ def test_interactive_steps_get_most_of_the_model_and_a_job_is_not_starved():
     def steps() -> None:
         with interactive():
             for _ in range(40):
-                hold("step", 0.01)  # decode steps: short, one after another
+                hold("step", 0.01)  # decode steps: short, one after another ...
+                time.sleep(0.003)  # ... with the engine's own work between them (choosing tokens), outside the lock
 
     background = threading.Thread(target=job)
     background.start()
