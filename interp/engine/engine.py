@@ -18,6 +18,7 @@ Guarantees (tested in ``tests/interp/test_engine.py``):
 
 from __future__ import annotations
 
+import atexit
 import collections
 import dataclasses
 import logging
@@ -380,6 +381,16 @@ class Engine:
 
 _engines: dict[int, Engine] = {}
 _engines_lock = threading.Lock()
+
+
+@atexit.register
+def _close_engines() -> None:
+    """Stop every engine's thread before the interpreter tears torch down (a thread still in a torch call then
+    ends the process with "terminate called without an active exception")."""
+    with _engines_lock:
+        engines = list(_engines.values())
+    for engine in engines:
+        engine.close(timeout=5.0)
 
 
 def engine_for(model: LoadedModel) -> Engine:
