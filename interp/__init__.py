@@ -8,12 +8,13 @@ spec (:class:`interp.runs.RunSpec`): ``AttentionRun(prompt).run(model)`` is what
 import os
 import sys
 
-# OpenMP threads that spin while waiting collapse when the machine is shared: measured here with two other busy
-# processes, a SmolLM2 decode step took 1.4-2.2 s at 2 spinning threads against 0.25 s with passive waiting
-# (docs/PERFORMANCE.md, "Decode under CPU contention"). libgomp reads the policy once, when torch loads it, so
-# it is set before anything imports torch; a user's own OMP_WAIT_POLICY wins.
-if "torch" not in sys.modules:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP threads spin while they wait for work, and spinning threads collapse when the machine is shared: with two
+# other busy processes a SmolLM2 decode step took 277 ms with libgomp spinning (OMP_WAIT_POLICY=ACTIVE) against
+# 153 ms with a short spin (GOMP_SPINCOUNT=100000), which costs nothing idle (67 vs 68 ms); passive waiting cost
+# 57% idle (docs/PERFORMANCE.md, "Decode under CPU contention"). libgomp reads these once, when torch loads it, so
+# they are set before anything imports torch; a user's own OpenMP settings win.
+if "torch" not in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "100000")
 
 from interp.errors import HookError, InputError, ModelLoadError, SteerscopeError
 from interp.forward import NextTokenPredictions, next_token_predictions, run_logits
