@@ -8,7 +8,7 @@ import platform
 import sys
 import time
 
-import torch
+import interp  # noqa: F401  (before torch: it sets the OpenMP defaults, which libgomp reads once when torch loads)
 
 SECTIONS = ["foundation", "attention", "attribution", "circuits", "steering", "rlhf", "engine", "contention", "llama"]
 
@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sections", nargs="*", choices=[*SECTIONS, []], help="default: all")
     parser.add_argument("--quick", action="store_true", help="fewer repeats, for a smoke run")
     args = parser.parse_args(argv)
+    import torch
+
     torch.manual_seed(0)
     print(
         f"<!-- {time.strftime('%Y-%m-%d')} · {platform.processor() or platform.machine()} · "
