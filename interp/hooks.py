@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from interp.errors import HookError
-from interp.lean import lean_hook_target, register_lean_hook
+from interp.lean import lean_hook_target
 from interp.loading import LoadedModel
 
 HookFn = Callable[[torch.Tensor, "HookSite"], torch.Tensor | None]
@@ -219,6 +219,39 @@ def _pytorch_hook(model: LoadedModel, hook_point: Any, name: str, fn: HookFn, ru
     return forward_hook
 
 
+def _register_lean_hook(
+    module: torch.nn.Module, how: str, fn: Callable[[torch.Tensor], torch.Tensor | None], n_heads: int
+) -> Any:
+    """A PyTorch hook on a lean-path module (:mod:`interp.lean`) that shows ``fn`` the activation in TransformerLens
+    layout and applies its replacement. Only :func:`intervene` calls it, and removes the handle."""
+    if how == "post":
+
+        def post(_module: torch.nn.Module, _inputs: Any, output: Any) -> Any:
+            tensor = output[0] if isinstance(output, tuple) else output
+            replaced = fn(tensor)
+            if replaced is None:
+                return None
+            return (replaced, *output[1:]) if isinstance(output, tuple) else replaced
+
+        return module.register_forward_hook(post)
+
+    def pre(_module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
+        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        if how == "pre_z":  # [batch, pos, heads * d_head] -> [batch, pos, heads, d_head], as hook_z shows it
+            batch, pos, width = hidden.shape
+            replaced = fn(hidden.view(batch, pos, n_heads, width // n_heads))
+            replaced = None if replaced is None else replaced.reshape(batch, pos, width)
+        else:
+            replaced = fn(hidden)
+        if replaced is None:
+            return None
+        if "hidden_states" in kwargs:
+            return args, {**kwargs, "hidden_states": replaced}
+        return (replaced, *args[1:]), kwargs
+
+    return module.register_forward_pre_hook(pre, with_kwargs=True)
+
+
 def _lean_target(model: LoadedModel, name: str) -> tuple[torch.nn.Module, str]:
     try:
         return lean_hook_target(model, name)
@@ -281,7 +314,7 @@ def intervene(model: LoadedModel, hooks: HookSpec | None = None, *, lean: bool =
             for name, target, fn in points:
                 if lean:
                     module, how = target
-                    handle = register_lean_hook(module, how, _lean_call(model, name, fn, run), model.info.n_heads)
+                    handle = _register_lean_hook(module, how, _lean_call(model, name, fn, run), model.info.n_heads)
                     handles.append((module, handle))
                 else:
                     handles.append((target, target.register_forward_hook(_pytorch_hook(model, target, name, fn, run))))

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
-from typing import Any
 
 import torch
 
@@ -90,33 +88,3 @@ def lean_hook_target(model: LoadedModel, name: str) -> tuple[torch.nn.Module, st
         "hook_mlp_out": (layer.mlp, "post"),
         "attn.hook_z": (layer.self_attn.o_proj, "pre_z"),
     }[point]
-
-
-def register_lean_hook(module: torch.nn.Module, how: str, fn: Callable[[torch.Tensor], torch.Tensor | None], n_heads: int) -> Any:
-    """A PyTorch hook handle that shows ``fn`` the activation in TransformerLens layout and applies its replacement."""
-    if how == "post":
-
-        def post(_module: torch.nn.Module, _inputs: Any, output: Any) -> Any:
-            tensor = output[0] if isinstance(output, tuple) else output
-            replaced = fn(tensor)
-            if replaced is None:
-                return None
-            return (replaced, *output[1:]) if isinstance(output, tuple) else replaced
-
-        return module.register_forward_hook(post)
-
-    def pre(_module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
-        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
-        if how == "pre_z":  # [batch, pos, heads * d_head] -> [batch, pos, heads, d_head], as hook_z shows it
-            batch, pos, width = hidden.shape
-            replaced = fn(hidden.view(batch, pos, n_heads, width // n_heads))
-            replaced = None if replaced is None else replaced.reshape(batch, pos, width)
-        else:
-            replaced = fn(hidden)
-        if replaced is None:
-            return None
-        if "hidden_states" in kwargs:
-            return args, {**kwargs, "hidden_states": replaced}
-        return (replaced, *args[1:]), kwargs
-
-    return module.register_forward_pre_hook(pre, with_kwargs=True)
