@@ -29,15 +29,16 @@ from steering.vector import SteeringVector
 POSITION_MODES = ("all", "prompt", "generated")
 
 
-def steering_hooks(
+def steering_additions(
     model: LoadedModel,
     vectors: SteeringVector | Sequence[SteeringVector],
     coefficients: float | Sequence[float],
     *,
     layers: Sequence[int] | None = None,
     positions: str = "all",
-) -> list[tuple[str, object]]:
-    """The ``(hook name, function)`` pairs that add the vectors; for :func:`interp.intervene` or ``hooks=``."""
+) -> tuple[RowAddition, ...]:
+    """``coefficient × direction`` at each chosen layer of each vector, checked, as data: per-request additions for
+    the engine (:mod:`interp.engine`), applied to that request's rows only; :func:`steering_hooks` makes hooks of them."""
     if positions not in POSITION_MODES:
         raise InputError(f"Unknown positions {positions!r}; choose from {', '.join(POSITION_MODES)}.")
     vectors = [vectors] if isinstance(vectors, SteeringVector) else list(vectors)
@@ -48,40 +49,30 @@ def steering_hooks(
         raise InputError(f"{len(vectors)} vector(s) but {len(coefficients)} coefficient(s).")
     for coefficient in coefficients:
         check_finite("coefficient", coefficient)  # NaN steering makes NaN logits: empty text, not an error
-    hooks = []
+    additions = []
     for vector, coefficient in zip(vectors, coefficients, strict=True):
         vector.check_for(model)
         chosen = vector.layers if layers is None else [layer for layer in layers if layer in vector.layers]
         if layers is not None and not chosen:
             raise InputError(f"The vector has no direction at layer(s) {list(layers)}; it covers {list(vector.layers)}.")
-        for layer in chosen:
-            delta = (coefficient * vector.direction(layer)).to(model.device)
-            hooks.append((vector.hook_name(layer), _adder(delta, positions)))
-    return hooks
+        additions.extend(
+            RowAddition(vector.hook_name(layer), coefficient * vector.direction(layer).float(), positions)  # type: ignore[arg-type]
+            for layer in chosen
+        )
+    return tuple(additions)
 
 
-def steering_additions(
+def steering_hooks(
     model: LoadedModel,
     vectors: SteeringVector | Sequence[SteeringVector],
     coefficients: float | Sequence[float],
     *,
     layers: Sequence[int] | None = None,
     positions: str = "all",
-) -> tuple[RowAddition, ...]:
-    """The same additions as :func:`steering_hooks`, as per-request data for the engine (:mod:`interp.engine`):
-    applied to that request's rows only, while other requests decode in the same batch."""
-    pairs = steering_hooks(model, vectors, coefficients, layers=layers, positions=positions)  # validates everything
-    vectors = [vectors] if isinstance(vectors, SteeringVector) else list(vectors)
-    coefficients = [float(coefficients)] * len(vectors) if isinstance(coefficients, int | float) else list(coefficients)
-    out = []
-    for vector, coefficient in zip(vectors, coefficients, strict=True):
-        chosen = vector.layers if layers is None else [layer for layer in layers if layer in vector.layers]
-        out.extend(
-            RowAddition(vector.hook_name(layer), float(coefficient) * vector.direction(layer).float(), positions)  # type: ignore[arg-type]
-            for layer in chosen
-        )
-    assert len(out) == len(pairs)
-    return tuple(out)
+) -> list[tuple[str, object]]:
+    """The ``(hook name, function)`` pairs that add the vectors; for :func:`interp.intervene` or ``hooks=``."""
+    additions = steering_additions(model, vectors, coefficients, layers=layers, positions=positions)
+    return [(a.hook_name, _adder(a.delta.to(model.device), a.positions)) for a in additions]
 
 
 def _adder(delta: torch.Tensor, positions: str):
