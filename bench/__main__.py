@@ -10,7 +10,7 @@ import time
 
 import interp  # noqa: F401  (before torch: it sets the OpenMP defaults, which libgomp reads once when torch loads)
 
-SECTIONS = ["foundation", "attention", "attribution", "circuits", "steering", "rlhf", "engine", "contention", "llama"]
+SECTIONS = ["foundation", "attention", "attribution", "circuits", "steering", "rlhf", "engine", "serve", "contention", "llama"]
 
 
 def main(argv: list[str] | None = None) -> int:

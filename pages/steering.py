@@ -14,6 +14,7 @@ from interp.runs import RunSpec
 from interp.spreadsheet import to_csv_bytes
 from interp.tokens import tokenize
 from interp.validation import parse_ints, parse_numbers
+from serve.library import VectorLibrary
 from steering.datasets import BUILT_IN, ContrastPairs, built_in, pairs_from_rows, read_pairs
 from steering.live import UnsteeredSamples, start_steered
 from steering.make import POSITIONS
@@ -39,6 +40,8 @@ KEY_PAIRS = "steer_pairs_editor"
 KEY_PAIRS_FILE = "steer_pairs_file"
 KEY_VECTOR_FILE = "steer_vector_file"
 KEY_VECTOR_LAYERS = "steer_vector_file_layers"
+KEY_LIBRARY_NAME = "steer_library_name"
+KEY_LIBRARY_SAVE = "steer_library_save"
 KEY_VECTOR_SEEN = "steer_vector_file_seen"  # the upload whose coefficient the slider was last started from
 KEY_METHOD = "steer_method"
 KEY_POSITION = "steer_position"
@@ -377,6 +380,20 @@ def export_section(vector: SteeringVector, layer: int, coefficient: float) -> No
         f"In llama.cpp: `llama-cli -m model.gguf --control-vector steering_L{layer}.gguf` (the coefficient is already applied; "
         "llama.cpp adds direction.N to block N's output, which is Steerscope's resid_pre of block N+1)."
     )
+    save_to_library(vector, layer, coefficient)
+
+
+def save_to_library(vector: SteeringVector, layer: int, coefficient: float) -> None:
+    """The unscaled vector under a name in the library the server reads (`make serve`, docs/SERVING.md)."""
+    left, right = st.columns([3, 1])
+    name = left.text_input("Name in the vector library", "my_vector", key=KEY_LIBRARY_NAME)
+    if right.button("Save to library", key=KEY_LIBRARY_SAVE):
+        with shown_as_message("Saving to the vector library"):
+            entry = VectorLibrary().save(vector, name)
+            st.success(
+                f"Saved as `{entry.name}` (a checked safe name). Any OpenAI client of the server can use it now: "
+                f'`"steering": [{{"vector": "{entry.name}", "coefficient": {coefficient:g}, "layers": [{layer}]}}]`'
+            )
 
 
 def batch_section(model, tuned: SteeringEvaluation) -> None:
