@@ -25,6 +25,7 @@ PAGES = [
     st.Page("pages/steering.py", title="Steering", icon=":material/tune:"),
     st.Page("pages/rlhf.py", title="Reward & RLHF", icon=":material/school:"),
     st.Page("pages/experiments.py", title="Experiments", icon=":material/history:"),
+    st.Page("pages/serving.py", title="Serving", icon=":material/dns:"),
 ]
 
 if guard():  # before anything else is drawn or loaded
