@@ -9,6 +9,7 @@ import streamlit as st
 
 from serve.experiments import MEASURE_NAMES, METRICS
 from ui.errors import shown_as_message
+from ui.model import ensure_app_shell
 from ui.render import md_escape
 from ui.serving_client import (
     DEFAULT_URL,
@@ -46,7 +47,7 @@ def connection() -> tuple[ServerClient, int, float]:
     columns = st.columns([3, 2, 1, 1])
     url = columns[0].text_input("Server URL", value=DEFAULT_URL, key=KEY_URL)
     api_key = columns[1].text_input("API key (if the server needs one)", type="password", key=KEY_API_KEY)
-    refresh = columns[2].number_input("Refresh every N s (0 = off)", min_value=0, max_value=600, value=5, key=KEY_REFRESH)
+    refresh = columns[2].number_input("Refresh every N s (0 = off)", min_value=0, max_value=600, value=0, key=KEY_REFRESH)
     price = columns[3].number_input("Machine price ($/h)", min_value=0.0, max_value=1000.0, value=0.50, step=0.05, key=KEY_PRICE)
     return ServerClient(url, api_key), int(refresh), float(price)
 
@@ -85,6 +86,7 @@ def monitoring(client: ServerClient, price: float) -> None:
         table = pd.DataFrame(recent)
         table["time"] = pd.to_datetime(table["time"], unit="s").dt.strftime("%H:%M:%S")
         table["vectors"] = table["vectors"].map(", ".join)
+        table = table.rename(columns={"ttft_seconds": "first token (s)", "seconds": "total (s)"}).fillna("")
         st.dataframe(table, hide_index=True)
     else:
         st.caption("No requests yet: point an OpenAI client at the server (docs/SERVING.md).")
@@ -162,6 +164,7 @@ def ab_tests(client: ServerClient) -> None:
             new_experiment(client)
 
 
+ensure_app_shell()  # a bookmark to this page on a fresh server still gets the app's navigation and sidebar
 st.title("Serving")
 st.markdown(
     "The OpenAI-compatible server with per-request steering (`make serve`, docs/SERVING.md): its traffic, latency and "

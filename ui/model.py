@@ -127,18 +127,25 @@ def model_card(info: ModelInfo) -> None:
     st.code(info.source, language=None, wrap_lines=True)
 
 
-def require_model() -> LoadedModel:
-    """The model the sidebar loaded, or stop the page with a message if there is none."""
+def ensure_app_shell() -> None:
+    """Make sure this page runs inside app.py (navigation, model picker), not on its own.
+
+    A page run without app.py is Streamlit's legacy pages/ mode, which it switches off only when
+    st.navigation is called. If a freshly started server's first request is a page URL (a bookmark),
+    that never happens. Switch it off and rerun: app.py then builds the navigation and loads the
+    model, and the page (same script hash) is kept. Every page calls this first, directly or
+    through :func:`require_model`."""
     if KEY_MODEL not in st.session_state and not st.session_state.get(KEY_REROUTED):
-        # This page ran without app.py: Streamlit's legacy pages/ mode, which it switches off only
-        # when st.navigation is called. If a freshly started server's first request is a page URL
-        # (a bookmark), that never happens. Switch it off and rerun: app.py then builds the
-        # navigation and loads the model, and the page (same script hash) is kept.
         from streamlit.runtime.pages_manager import PagesManager
 
         PagesManager.uses_pages_directory = False
         st.session_state[KEY_REROUTED] = True
         st.rerun()
+
+
+def require_model() -> LoadedModel:
+    """The model the sidebar loaded, or stop the page with a message if there is none."""
+    ensure_app_shell()
     model = st.session_state.get(KEY_MODEL)
     if model is None:
         problem = st.session_state.get(KEY_LOAD_PROBLEM) or "Choose one in the sidebar."

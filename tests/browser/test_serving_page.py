@@ -59,4 +59,8 @@ def test_the_serving_page_shows_a_live_servers_metrics_and_ab_table(page, live_s
     tab.get_by_text("Recent requests").wait_for()
     tab.get_by_text("thumbs-up rate is").first.wait_for()  # the test's sentence
     assert tab.locator('[data-testid="stDataFrame"]').count() == 2  # recent requests, the arms
+    # Opened by its URL on a fresh server, the page still runs inside the app: its navigation and model picker
+    navigation = tab.locator('[data-testid="stSidebarNav"]')
+    assert navigation.get_by_text("Reward & RLHF").count() == 1, navigation.inner_text()
+    assert tab.locator('[data-testid="stSidebar"]').get_by_text("Model", exact=True).count() >= 1
     assert page.screenshot("serving", tmp_path).stat().st_size > 10_000
