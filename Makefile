@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.steerscope-installed
 PORT ?= 8501
 
-.PHONY: app test test-fast bench llama-cpp lint screenshots setup browser lock clean
+.PHONY: app serve serve-ray test test-fast bench llama-cpp lint screenshots setup browser lock clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,14 @@ browser:
 
 app: $(STAMP)
 	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
+
+# The OpenAI-compatible server with per-request steering, on 127.0.0.1:8000 (docs/SERVING.md).
+serve: $(STAMP)
+	$(PY) -m serve
+
+# The same server as a Ray Serve deployment, REPLICAS copies (2 by default) on a local Ray or RAY_ADDRESS's cluster.
+serve-ray: $(STAMP)
+	$(PY) -m serve.ray_serve --replicas $(or $(REPLICAS),2)
 
 test: $(STAMP) browser
 	$(PY) -m pytest

@@ -1,6 +1,7 @@
 """Steerscope from the command line: batch jobs without the browser.
 
     python -m interp attribute prompts.csv --method shap --out results.csv
+    python -m interp attribute prompts.csv --method shap --out results.csv --ray auto   # fanned out over Ray
 
 Progress goes to stderr; results to the files named (each checked before the batch starts, and written
 whole or not at all: a temporary file renamed into place). Ctrl-C stops the batch and still writes the
@@ -13,6 +14,9 @@ traceback was written (``logs/`` in the data folder); ``--debug`` prints the tra
 The command builds the same :class:`~interp.attribution_batch.BatchAttribution` spec the page does
 and runs it, so the numbers are the page's. Each method option (``--max-evals``, ``--n-steps``, ...)
 comes from the method classes, so a new method's options appear here by themselves.
+
+``--ray auto|ADDRESS`` runs the rows on Ray workers (:mod:`interp.distributed`), each loading the model
+from ``--model``; the output is the in-process run's.
 """
 
 from __future__ import annotations
@@ -24,6 +28,28 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
+
+
+def add_ray_options(parser: argparse.ArgumentParser) -> None:
+    """``--ray auto|ADDRESS`` and ``--ray-workers N``: the same options for every batch command."""
+    from interp.distributed import RAY_HELP
+
+    parser.add_argument("--ray", metavar="auto|ADDRESS", help=RAY_HELP)
+    parser.add_argument("--ray-workers", type=int, metavar="N", help="Ray workers, each loading the model (default: one per CPU)")
+
+
+def check_ray_options(args: argparse.Namespace) -> None:
+    """The Ray options make sense together (checked before the model loads)."""
+    from interp.distributed import check_ray_address
+    from interp.errors import InputError
+
+    if args.ray is not None:
+        check_ray_address(args.ray)
+    if args.ray_workers is not None:
+        if args.ray is None:
+            raise InputError("--ray-workers needs --ray (auto or a cluster address).")
+        if args.ray_workers < 1:
+            raise InputError(f"--ray-workers must be at least 1, not {args.ray_workers}.")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
                 flag = "--" + option.name.replace("_", "-")
                 attr.add_argument(flag, type=int, help=f"{option.label} (default {option.default})")
     attr.add_argument("--no-faithfulness", action="store_true", help="skip the deletion/insertion check")
+    add_ray_options(attr)
     attr.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return parser
 
@@ -78,6 +105,7 @@ def _attribute(args: argparse.Namespace, step: _Step) -> int:
         except InputError:
             raise InputError(f"Unknown method {name!r}; choose from {', '.join(METHODS)}.") from None
         methods.append(method_of(method, {o.name: getattr(args, o.name) for o in method.options()}))
+    check_ray_options(args)
     if not args.file.is_file():
         raise InputError(f"No file at {args.file}.")
     step.now = f"reading {args.file}"
@@ -99,14 +127,24 @@ def _attribute(args: argparse.Namespace, step: _Step) -> int:
     done: list = []
     stopped = False
     step.now = "attributing the prompts"
+    show = lambda fraction, text: print(f"\r{text}", end="", file=sys.stderr, flush=True)  # noqa: E731
     try:
-        result = spec.run(
-            model, lambda fraction, text: print(f"\r{text}", end="", file=sys.stderr, flush=True), on_item=done.append
-        )
+        if args.ray is None:
+            result = spec.run(model, show, on_item=done.append)
+        else:
+            from interp.distributed import ModelSource, attribute_on_ray
+
+            source = ModelSource.of(args.model, model)
+            say = lambda text: print(text, file=sys.stderr)  # noqa: E731
+            result = attribute_on_ray(
+                spec, source, address=args.ray, workers=args.ray_workers, progress=show, on_item=done.append, on_message=say
+            )
         stopped = result.stopped
     except KeyboardInterrupt:
         stopped = True  # keep the rows already done
-    items = tuple(done)
+    # Ray workers finish chunks in any order; the file keeps the prompt file's order, as in-process.
+    order = {(row.line, method.name): i for i, (row, method) in enumerate((r, m) for r in spec.rows for m in spec.methods)}
+    items = tuple(sorted(done, key=lambda item: order[(item.line, item.method)]))
     print(file=sys.stderr)
     step.now = f"writing {args.out}"
     contents = [to_csv_bytes(batch_frame(items)), *([batch_json(items).encode("utf-8")] if args.json else [])]
