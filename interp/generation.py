@@ -63,7 +63,15 @@ class SamplingSettings:
 
 
 def choose_tokens(logits: torch.Tensor, settings: SamplingSettings, generators: list[torch.Generator]) -> torch.Tensor:
-    """Next token per row from last-position logits ``[rows, vocab]``."""
+    """Next token per row from last-position logits ``[rows, vocab]``.
+
+    Logits that are not numbers (an intervention pushed the residual stream to infinity) raise a clear
+    :class:`InputError` rather than picking token 0 (greedy) or failing deep in ``multinomial`` (sampled)."""
+    if bool(torch.isnan(logits).any()) or bool(torch.isposinf(logits).any()):
+        raise InputError(
+            "The model's next-token scores became NaN or infinite: an intervention is too strong "
+            "(lower the steering coefficient, or steer fewer layers)."
+        )
     if settings.temperature == 0:
         return logits.argmax(dim=-1)
     scaled = logits.float() / settings.temperature

@@ -182,8 +182,10 @@ class Engine:
 
     def _loop(self) -> None:
         with interactive():  # what the engine decodes, someone is waiting for: it goes first for the model
-            self._serve()
-        self._abandon()
+            try:
+                self._serve()
+            finally:  # whatever ended the loop, nobody is left waiting on a request that will never finish
+                self._abandon()
 
     def _serve(self) -> None:
         while True:
@@ -196,10 +198,14 @@ class Engine:
                 while self._pending and len(self._rows) + sum(s.request.n_samples for s in joining) < self.max_rows:
                     joining.append(self._pending.popleft())
                 job = self._jobs[0] if self._jobs else None
-            if joining:
-                self._join(joining)
-            if self._rows:
-                self._step()
+            try:
+                if joining:
+                    self._join(joining)
+                if self._rows:
+                    self._step()
+            except Exception as error:  # a bug of the engine's own: the rows in flight fail, the engine goes on serving
+                log.exception("engine step failed")
+                self._fail_batch(error)
             if job is not None and job._turn():
                 with self._wake:
                     self._jobs.remove(job)
@@ -283,21 +289,33 @@ class Engine:
         self._after_tokens(rows, first)
 
     def _choose(self, rows: list[Row], logits: torch.Tensor) -> torch.Tensor:
-        """Each request's rows choose with their own settings and generators."""
-        chosen = torch.empty(len(rows), dtype=torch.long)
+        """Each request's rows choose with their own settings and generators. A request whose choice fails (logits
+        that are not numbers: its steering pushed the residual stream to infinity) ends alone with that message; its
+        rows get a placeholder token and leave at the next boundary, so its batch neighbours go on."""
+        chosen = torch.zeros(len(rows), dtype=torch.long)
         by_request: dict[int, list[int]] = collections.defaultdict(list)
         for i, row in enumerate(rows):
             by_request[id(row.stream)].append(i)
         for indices in by_request.values():
-            settings = rows[indices[0]].stream.request.sampling
+            stream = rows[indices[0]].stream
+            settings = stream.request.sampling
             generators = [rows[i].generator for i in indices] if settings.temperature > 0 else []
-            chosen[indices] = choose_tokens(logits[indices], settings, generators).cpu()
+            try:
+                chosen[indices] = choose_tokens(logits[indices], settings, generators).cpu()  # NaN logits raise here
+            except Exception as error:
+                log.info("request %r failed choosing its tokens: %s", stream.request.label, error)
+                for i in indices:
+                    rows[i].finish_reason = "error"
+                if not stream.done:
+                    stream._fail(error)
         return chosen
 
     def _after_tokens(self, rows: list[Row], tokens: torch.Tensor) -> None:
         """Record and stream each row's new token; mark rows that end (eos, length, cancelled)."""
         eos = self.model.tokenizer.eos_token_id
         for row, token in zip(rows, tokens.tolist(), strict=True):
+            if row.finish_reason is not None:  # failed while choosing: nothing more to stream
+                continue
             request = row.stream.request
             row.token_ids.append(token)
             text = self.model.tokenizer.decode(row.token_ids, skip_special_tokens=True)
@@ -322,11 +340,7 @@ class Engine:
             logits = forward(self.model, self._rows, "generated", step_tokens, self._cache, self._mask, step_positions, failures)
         except Exception as error:  # not one request's fault (each was checked when it joined): every row fails
             log.exception("decode step failed")
-            for row in self._rows:
-                row.stream._fail(error)
-            self._rows, self._cache = [], None
-            self._mask = torch.zeros((0, 0), dtype=torch.long)
-            self._positions, self._next = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+            self._fail_batch(error)
             return
         self._steps += 1
         self._positions = self._positions + 1
@@ -340,6 +354,16 @@ class Engine:
         going = [i for i, row in enumerate(self._rows) if row.finish_reason is None]
         self._after_tokens([self._rows[i] for i in going], self._next[going])
         self._leave()
+
+    def _fail_batch(self, error: BaseException) -> None:
+        """Every row in flight fails with ``error`` and the batch starts empty."""
+        for row in self._rows:
+            if not row.stream.done:
+                row.stream._fail(error)
+        self._ended.clear()
+        self._rows, self._cache = [], None
+        self._mask = torch.zeros((0, 0), dtype=torch.long)
+        self._positions, self._next = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
 
     def _leave(self) -> None:
         """Rows that ended leave the batch; a request whose rows have all ended gets its Generations."""

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from interp.engine import Engine, GenerationRequest, RowAddition
-from interp.errors import HookError
+from interp.errors import HookError, InputError
 from interp.generation import SamplingSettings, generate_batch_serial
 from interp.hooks import count_hooks
 from interp.tokens import tokenize
@@ -262,6 +262,24 @@ def test_a_hook_that_raises_mid_decode_fails_its_request_only(tiny_model, engine
     with pytest.raises(RuntimeError, match="hook broke"):
         streams[1].result(timeout=60)
     assert [g.token_ids for g in streams[0].result(timeout=60)] == solo(model, good)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_a_request_whose_steering_overflows_fails_alone_and_the_engine_keeps_serving(tiny_model, engine, temperature):
+    """Finite but huge additions push the residual stream to infinity and the logits to NaN (a sampled choice then
+    fails inside multinomial). That request ends with a message saying what to change; its batch neighbour and every
+    later request are served as if it never came (the engine's thread does not die)."""
+    model = tiny_model
+    huge = torch.full((model.info.d_model,), 3e38)
+    overflow = tuple(RowAddition(f"blocks.{layer}.hook_resid_pre", huge, "generated") for layer in (0, 1))
+    bad = request(model, PROMPTS[0], tokens=10, temperature=temperature, seed=3, additions=overflow)
+    good = request(model, PROMPTS[1], tokens=10, temperature=temperature, seed=5, additions=additions(model, 9, 1))
+    streams = [engine.submit(good), engine.submit(bad)]
+    with pytest.raises(InputError, match="NaN or infinite.*lower the steering coefficient"):
+        streams[1].result(timeout=60)
+    assert [g.token_ids for g in streams[0].result(timeout=60)] == solo(model, good)
+    later = request(model, PROMPTS[2], tokens=6, temperature=temperature, seed=7)
+    assert [g.token_ids for g in engine.submit(later).result(timeout=60)] == solo(model, later)
 
 
 def test_generate_batch_from_many_threads_equals_the_serial_path(tiny_llama):
