@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE_FORBIDDEN = ("steering", "ui", "pages", "streamlit", "app")
+CORE_FORBIDDEN = ("steering", "serve", "ui", "pages", "streamlit", "app")
 
 
 def _imports(path: Path) -> set[str]:
@@ -46,8 +46,17 @@ def test_the_core_never_imports_steering_or_the_app():
     assert not offenders, f"interp imports the layers above it: {offenders}"
 
 
-def test_steering_never_imports_the_app():
+def test_steering_never_imports_the_server_or_the_app():
     graph = _import_graph("steering")
+    offenders = {
+        m: sorted(n for n in i if n.split(".")[0] in ("serve", "ui", "pages", "streamlit", "app")) for m, i in graph.items()
+    }
+    assert not {m: n for m, n in offenders.items() if n}
+
+
+def test_the_server_never_imports_the_app():
+    graph = _import_graph("serve")
+    assert len(graph) > 5  # really read the package
     offenders = {m: sorted(n for n in i if n.split(".")[0] in ("ui", "pages", "streamlit", "app")) for m, i in graph.items()}
     assert not {m: n for m, n in offenders.items() if n}
 
