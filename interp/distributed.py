@@ -83,6 +83,8 @@ def connect_ray(address: str) -> bool:
         return False
     try:
         # A local Ray needs no dashboard; workers' own output stays in Ray's log folder, errors still come back.
+        # Its GCS and raylet still listen on every interface: Ray 2.58 has no option for loopback only
+        # (_node_ip_address="127.0.0.1" is turned into the machine's address), see docs/SERVING.md "Scale out on Ray".
         ray.init(address=None if address == RAY_AUTO else address, include_dashboard=False, log_to_driver=False)
     except Exception as exc:  # Ray raises ConnectionError, ValueError or RuntimeError depending on the address
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]

@@ -11,8 +11,9 @@ default) joins the cluster named by ``RAY_ADDRESS``, else one started here by ``
 local Ray; ``--ray ray://head:10001`` joins that cluster (docs/SERVING.md, "Scale out on Ray").
 
 What is per replica: the admission queue (``--max-queue`` each, so N replicas admit N times as many), the
-``/metrics`` counters (a scrape through the proxy reads one replica's), and the recent-requests list. The vector
-library is a folder: replicas on one machine share it; on a cluster give ``--library`` a folder every node mounts.
+``/metrics`` counters (a scrape through the proxy reads one replica's), and the recent-requests list. What is per
+node: the experiment book, the run records and the vector library live in the node's data folder, shared by the
+replicas of one machine; on a cluster only a ``STEERSCOPE_DATA`` (and ``--library``) that every node mounts shares them.
 
 Modules of this package are imported by the run registry, so Ray is imported inside functions only.
 """
@@ -53,7 +54,8 @@ class ReplicaServer:
         from serve.library import VectorLibrary
 
         library = VectorLibrary(self.library_folder, max_upload_bytes=self.settings.max_upload_bytes)
-        # One book on disk for every replica: each reads what the others appended before it answers.
+        # One book on disk for the replicas of a node (for every node only if STEERSCOPE_DATA is a shared mount):
+        # each reads what the others appended before it answers.
         experiments = ExperimentBook(model=self.model)
         return create_app(self.model, self.settings, library=library, experiments=experiments)
 

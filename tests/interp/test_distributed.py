@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ def test_attribution_on_ray_writes_the_in_process_output(tiny_llama, tiny_llama_
         [sys.executable, "-m", "interp", "attribute", str(source), "--method", "ablation", "--method", "svs",
          "--model", str(tiny_llama_dir), "--out", str(out), "--json", str(out_json), "--ray", "auto", "--ray-workers", "2"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, STEERSCOPE_DATA=str(tmp_path / "data")),  # a traceback log would go here, not the repo's data/
     )  # fmt: skip
     assert completed.returncode == 1, completed.stderr  # 1: the multi-token target's rows failed, as in-process
     assert "[ray] 2 worker(s)" in completed.stderr and "8 of 8 runs" in completed.stderr

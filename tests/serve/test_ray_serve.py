@@ -21,7 +21,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ray_served(tiny_llama_dir, vector_library):
+def ray_data(tmp_path_factory):
+    """The data folder of this module's Ray: set before ``ray.init``, so the replicas (Ray workers) inherit it too."""
+    data = tmp_path_factory.mktemp("ray-data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STEERSCOPE_DATA", str(data))  # each replica's experiment book and run store, not the repo's data/
+        patch.setenv("STEERSCOPE_TRACKING_URI", f"sqlite:///{data / 'mlflow.db'}")
+        yield data
+
+
+@pytest.fixture(scope="module")
+def ray_served(ray_data, tiny_llama_dir, vector_library):
     """Base URL of Ray Serve's proxy on 127.0.0.1 in front of 2 replicas of the tiny Llama; Serve and Ray stop after."""
     import ray
 
@@ -39,7 +49,7 @@ def ray_served(tiny_llama_dir, vector_library):
         ray.shutdown()
 
 
-def test_two_replicas_answer_as_generate_and_share_the_requests(ray_served, tiny_llama, vector_library):
+def test_two_replicas_answer_as_generate_and_share_the_requests(ray_served, ray_data, tiny_llama, vector_library):
     steering = [{"vector": "joy", "coefficient": 4.0}]
     name = tiny_llama.info.name
     with openai.OpenAI(base_url=f"{ray_served}/v1", api_key="unused", max_retries=0, timeout=60) as client:
@@ -67,10 +77,13 @@ def test_two_replicas_answer_as_generate_and_share_the_requests(ray_served, tiny
 
     replicas = {httpx.get(f"{ray_served}/health", timeout=30).json()["pid"] for _ in range(24)}
     assert len(replicas) == 2  # Ray Serve's proxy spreads requests over both replicas (each its own process)
+    assert (ray_data / "mlflow.db").is_file()  # the replicas opened their run store in the test's data folder
 
 
-def test_a_public_bind_without_a_key_is_refused_before_anything_starts(capsys):
+def test_a_public_bind_without_a_key_is_refused_before_anything_starts(capsys, monkeypatch):
     import ray
+
+    monkeypatch.delenv("STEERSCOPE_API_KEY", raising=False)  # with a key exported, main() would serve on 0.0.0.0
 
     running = ray.is_initialized()  # the module's Ray may be up; this must neither start nor stop one
     with pytest.raises(InputError, match="Refusing to listen on 0.0.0.0"):
