@@ -39,6 +39,7 @@ KEY_NEW_NAME = "serving_new_name"
 KEY_CREATE = "serving_create"
 HISTORY_POINTS = 120  # refreshes kept for the throughput chart
 UNSTEERED = "(unsteered)"
+CI_LOW, CI_HIGH = "95% CI low", "95% CI high"  # each measure's interval, beside its mean in the arms table
 START_COMMAND = "make serve"
 
 
@@ -47,7 +48,7 @@ def connection() -> tuple[ServerClient, int, float]:
     columns = st.columns([3, 2, 1, 1])
     url = columns[0].text_input("Server URL", value=DEFAULT_URL, key=KEY_URL)
     api_key = columns[1].text_input("API key (if the server needs one)", type="password", key=KEY_API_KEY)
-    refresh = columns[2].number_input("Refresh every N s (0 = off)", min_value=0, max_value=600, value=0, key=KEY_REFRESH)
+    refresh = columns[2].number_input("Refresh every N s (0 = off)", min_value=0, max_value=600, value=5, key=KEY_REFRESH)
     price = columns[3].number_input("Machine price ($/h)", min_value=0.0, max_value=1000.0, value=0.50, step=0.05, key=KEY_PRICE)
     return ServerClient(url, api_key), int(refresh), float(price)
 
@@ -93,7 +94,7 @@ def monitoring(client: ServerClient, price: float) -> None:
 
 
 def experiment_results(client: ServerClient, experiments: list[dict]) -> None:
-    """Each arm's counts and means with intervals, the test's sentence, and Keep."""
+    """Each arm's counts, means and their 95% intervals, the test's sentence, and Keep."""
     if not experiments:
         st.caption("No experiments yet: create one below.")
         return
@@ -103,9 +104,10 @@ def experiment_results(client: ServerClient, experiments: list[dict]) -> None:
     for arm in summary["arms"]:
         row = {"arm": arm["name"], "setting": arm["description"], "responses": arm["responses"], "feedback": arm["feedback"]}
         for estimate in arm["estimates"]:
-            label, mean = MEASURE_NAMES[estimate["measure"]], estimate["mean"]
+            label = MEASURE_NAMES[estimate["measure"]]
             row[f"{label} (n)"] = estimate["n"]
-            row[label] = None if mean is None else round(mean, 3)
+            for column, field in ((label, "mean"), (f"{label} {CI_LOW}", "low"), (f"{label} {CI_HIGH}", "high")):
+                row[column] = None if estimate[field] is None else round(estimate[field], 3)
         rows.append(row)
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="serving_arms_table")
     st.markdown(f"**{md_escape(summary['sentence'])}**")

@@ -35,7 +35,7 @@ from interp.errors import InputError, SteerscopeError
 from interp.generation import SamplingSettings
 from interp.loading import LoadedModel
 from interp.tokens import tokenize
-from serve.library import UnknownVector, VectorLibrary
+from serve.library import UnknownVector, VectorExists, VectorLibrary
 from serve.metrics import RecentRequest, ServerMetrics
 from serve.schema import MAX_PROMPTS, ChatBody, ChatMessage, CompletionBody, SteeringItem
 from serve.settings import ServerSettings
@@ -55,8 +55,8 @@ class APIError(Exception):
     """An error answered in OpenAI's shape; ``message`` says what to fix."""
 
     TYPES: ClassVar[dict[int, str]] = {
-        400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 413: "invalid_request_error",
-        422: "invalid_request_error", 429: "rate_limit_error", 500: "server_error",
+        400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 409: "invalid_request_error",
+        413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error", 500: "server_error",
     }  # fmt: skip
 
     def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
@@ -79,6 +79,35 @@ def _input_error(error: SteerscopeError, param: str | None = None) -> APIError:
     if isinstance(error, UnknownVector):
         return APIError(404, str(error), param=param or "steering", code="vector_not_found")
     return APIError(400, str(error), param=param)
+
+
+UPLOAD_HINT = (
+    "Send the vector as multipart/form-data with a file field named file and a field named name "
+    "(curl -F name=joy -F file=@joy.safetensors), or the file's raw bytes as the body with ?name=joy."
+)
+DETAIL_CHARS = 160
+
+
+def shown_detail(detail: object) -> str:
+    """A framework's error detail as it may be shown: one line, printable, at most DETAIL_CHARS, HTML-escaped (it can
+    quote the request, and a page may show the message)."""
+    import html
+
+    text = " ".join(str(detail if detail is not None else "").split())
+    text = html.escape("".join(c if c.isprintable() else "?" for c in text), quote=False)
+    if len(text) > DETAIL_CHARS:
+        text = text[: DETAIL_CHARS - 1] + "…"
+    return text.rstrip(".")
+
+
+def parse_flag(value: object, param: str) -> bool:
+    """A yes/no query or form field (``true``/``false``, ``1``/``0``); absent is False."""
+    text = "" if value is None else str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("", "false", "0", "no", "off"):
+        return False
+    raise APIError(400, f"{param} must be true or false (got {shown_detail(str(value)[:20])!r}).", param=param)
 
 
 _TYPE_TAG = re.compile(r"^(str|int|float|bool|none|list\[.*\]|tuple\[.*\]|dict\[.*\]|literal\[.*\]|function-.*|.*\[.*\])$", re.I)
@@ -248,6 +277,7 @@ class _Flight:
         self._ticket = ticket
         self._running = len(streams)
         self._lock = threading.Lock()
+        self.recorded = False  # its outcome is in the metrics (once, however the response ended)
         for k, stream in enumerate(streams):
             threading.Thread(target=self._pump, args=(k, stream), name="steerscope-serve-pump", daemon=True).start()
 
@@ -397,9 +427,13 @@ def create_app(model: LoadedModel, settings: ServerSettings, *, library: VectorL
             )
         elif error.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path[:80]}."
-        else:
-            message = "The request could not be served."
-        return JSONResponse(APIError(error.status_code, message).body(), status_code=error.status_code)
+        else:  # e.g. Starlette's 400 for a malformed multipart body: say what it found and what to send
+            detail = shown_detail(error.detail)
+            hint = UPLOAD_HINT if request.url.path == UPLOAD_ROUTE else "Check the request against docs/SERVING.md."
+            message = f"The request could not be read{f' ({detail})' if detail else ''}. {hint}"
+        code = None if error.status_code in (404, 405) else "unreadable_request"
+        body = APIError(error.status_code, message, code=code).body()
+        return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception):
@@ -495,7 +529,7 @@ def create_app(model: LoadedModel, settings: ServerSettings, *, library: VectorL
         )  # fmt: skip
         shown = prompts[0][0] if isinstance(body, CompletionBody) else body.messages[-1].text()
         return _Plan(route=route, requests=requests, n=body.n, stops=body.stops(), vectors=tuple(i.vector for i in items),
-                     prompt_tokens=sum(len(ids) for _, ids in prompts) * body.n, prompt_text=shown,
+                     prompt_tokens=sum(len(ids) for _, ids in prompts), prompt_text=shown,
                      experiment=body.experiment, arm=arm.name if arm is not None else None, user=body.user), arm  # fmt: skip
 
     def start(the_plan: _Plan) -> _Flight:
@@ -514,6 +548,9 @@ def create_app(model: LoadedModel, settings: ServerSettings, *, library: VectorL
         return _Flight(asyncio.get_running_loop(), streams, the_plan.n, the_plan.stops, ticket, metrics)
 
     def finished(the_plan: _Plan, flight: _Flight, status: int) -> None:
+        if flight.recorded:
+            return
+        flight.recorded = True
         metrics.finished(RecentRequest(
             time=time.time(), route=the_plan.route, model=served, vectors=tuple(dict.fromkeys(the_plan.vectors)),
             tokens=flight.completion_tokens, ttft_seconds=flight.first_token_seconds,
@@ -578,6 +615,24 @@ def create_app(model: LoadedModel, settings: ServerSettings, *, library: VectorL
         finished(the_plan, flight, 200)
         return texts
 
+    class FlightResponse(StreamingResponse):
+        """A stream whose engine request ends with the response, however it ends: a client that leaves before the
+        first byte means the body's generator never starts, so its own ``finally`` cannot cancel the rows."""
+
+        def __init__(self, content, *, ended, **options) -> None:
+            super().__init__(content, **options)
+            self._ended = ended
+
+        async def __call__(self, scope, receive, send) -> None:
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                self._ended()
+
+    def ended_early(the_plan: _Plan, flight: _Flight) -> None:
+        flight.cancel()  # a no-op for rows that already ended
+        finished(the_plan, flight, 499)  # a no-op when the stream already recorded how it ended
+
     def sse(data: dict[str, Any] | str) -> str:
         return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
@@ -588,7 +643,7 @@ def create_app(model: LoadedModel, settings: ServerSettings, *, library: VectorL
         kind = "chat.completion.chunk" if chat else "text_completion"
         head = {"id": response_id, "object": kind, "created": created, "model": served}
         extra = extension(the_plan, response_id)
-        text0, status, reported = "", 500, False
+        text0, status = "", 500
         try:
             if chat:
                 for index in range(len(flight.samples)):
@@ -624,7 +679,6 @@ def create_app(model: LoadedModel, settings: ServerSettings, *, library: VectorL
             await record(the_plan, response_id, text0)
             status = 200
             finished(the_plan, flight, status)  # before [DONE]: a client that reads the metrics next sees this request
-            reported = True
             yield sse("[DONE]")
         except SteerscopeError as error:
             status = 400
@@ -637,8 +691,7 @@ def create_app(model: LoadedModel, settings: ServerSettings, *, library: VectorL
             raise
         finally:
             flight.cancel()
-            if not reported:
-                finished(the_plan, flight, status)
+            finished(the_plan, flight, status)
 
     async def generation_route(request: Request, body: CompletionBody | ChatBody, route: str):
         chat = isinstance(body, ChatBody)
@@ -647,8 +700,8 @@ def create_app(model: LoadedModel, settings: ServerSettings, *, library: VectorL
         response_id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return StreamingResponse(
-                stream_events(the_plan, flight, response_id, chat, include_usage),
+            return FlightResponse(
+                stream_events(the_plan, flight, response_id, chat, include_usage), ended=lambda: ended_early(the_plan, flight),
                 media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )  # fmt: skip
         texts = await collect(request, the_plan, flight)
@@ -694,24 +747,32 @@ def create_app(model: LoadedModel, settings: ServerSettings, *, library: VectorL
         import anyio
 
         name, file_name = request.query_params.get("name"), None
+        overwrite = request.query_params.get("overwrite")
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             form = await request.form(max_files=1, max_fields=4)
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
-                raise APIError(
-                    400, "Send the vector as a multipart field named file (and its name as a field named name).", param="file"
-                )
+                raise APIError(400, f"No file in the form. {UPLOAD_HINT}", param="file")
             name = form.get("name") if isinstance(form.get("name"), str) else name
+            overwrite = form.get("overwrite") if isinstance(form.get("overwrite"), str) else overwrite
             file_name = upload.filename
             data = await upload.read()
         else:
             data = await request.body()
         if not name:
             raise APIError(400, "Give the vector a name: a form field name, or ?name=... with a raw body.", param="name")
+        replace = parse_flag(overwrite, "overwrite")
         if not data:
             raise APIError(400, "The upload is empty; send the .safetensors or .gguf file's bytes.", param="file")
         try:
-            entry = await anyio.to_thread.run_sync(lambda: library.upload(name, data, model, file_name=file_name))
+            entry = await anyio.to_thread.run_sync(
+                lambda: library.upload(name, data, model, file_name=file_name, overwrite=replace)
+            )
+        except VectorExists:
+            raise APIError(
+                409, f"A vector named {name!r} is already in the library. To replace it, send overwrite=true (a form field, "
+                "or ?overwrite=true with a raw body); to keep it, choose another name.", param="name", code="vector_exists",
+            ) from None  # fmt: skip
         except SteerscopeError as error:
             raise APIError(400, str(error), param="file") from None
         return entry.as_json()

@@ -5,13 +5,16 @@ A vector tuned in the app is saved here ("Save to library") and a request names 
 in the library's folder (``data/vectors`` by default, under ``STEERSCOPE_DATA`` when set), written atomically so a
 reader never sees half a file. Uploads (safetensors from Steerscope, llama.cpp GGUF control vectors) pass the same
 checks as the app's uploads (:func:`steering.vector.load_vector`: size, format, width, finite values, sane norms)
-and are stored as safetensors. Pickle is never read.
+and are stored as safetensors; an upload replaces a saved vector of its name only when asked to (``overwrite``).
+Pickle is never read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import re
 import struct
 import threading
@@ -30,6 +33,10 @@ NAME_HELP = "1-64 letters, digits, '_', '-' or '.', starting with a letter or di
 
 class UnknownVector(InputError):
     """A request named a vector the library does not hold (the server answers 404)."""
+
+
+class VectorExists(InputError):
+    """A save that must not replace found a vector of that name already there (the server answers 409)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,20 +144,28 @@ class VectorLibrary:
             self._checked[key] = (stamp, vector)
         return vector
 
-    def save(self, vector: SteeringVector, name: str) -> VectorEntry:
-        """Save ``vector`` as ``name`` (replacing a vector of that name), all at once."""
+    def save(self, vector: SteeringVector, name: str, *, overwrite: bool = True) -> VectorEntry:
+        """Save ``vector`` as ``name``, all at once. A vector already saved as ``name`` is replaced, or with
+        ``overwrite=False`` kept, and :class:`VectorExists` raised."""
         path = self.path(name)
         data = vector.to_safetensors()
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
-            write_atomically(path, data)
+            if overwrite:
+                write_atomically(path, data)
+            else:
+                _write_new(path, data, name)
             for key in [key for key in self._checked if key[0] == name]:
                 del self._checked[key]
         return self._entry(name)
 
-    def upload(self, name: str, data: bytes, model: LoadedModel, *, file_name: str | None = None) -> VectorEntry:
-        """Check an uploaded file (safetensors or llama.cpp GGUF) as the app checks uploads, then save it as ``name``."""
-        check_name(name)
+    def upload(
+        self, name: str, data: bytes, model: LoadedModel, *, file_name: str | None = None, overwrite: bool = False
+    ) -> VectorEntry:
+        """Check an uploaded file (safetensors or llama.cpp GGUF) as the app checks uploads, then save it as ``name``
+        (a vector already saved as ``name`` is replaced only with ``overwrite``; else :class:`VectorExists`)."""
+        if not overwrite and self.path(name).exists():  # said before the file is read; the save checks again
+            raise VectorExists(f"A vector named {name!r} is already in the library; upload with overwrite to replace it.")
         if not isinstance(data, bytes | bytearray):
             raise InputError("Upload the vector file's bytes.")
         if len(data) > self.max_upload_bytes:
@@ -159,7 +174,26 @@ class VectorLibrary:
             )
         suffix = file_format(bytes(data), file_name)
         vector = load_vector(f"{name}{suffix}", bytes(data), model)
-        return self.save(vector, name)
+        return self.save(vector, name, overwrite=overwrite)
+
+
+def _write_new(path: Path, data: bytes, name: str) -> None:
+    """Write ``data`` to ``path`` whole, only if nothing is there: the finished file is hard-linked into place, which
+    fails if the name exists, so two uploads of one name (even from two server processes) cannot both win."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+    write_atomically(temporary, data)
+    exists = VectorExists(f"A vector named {name!r} is already in the library; save with overwrite to replace it.")
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise exists from None
+    except OSError:  # a file system without hard links: then only this process's lock keeps two saves apart
+        if path.exists():
+            raise exists from None
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
 
 
 def file_format(data: bytes, file_name: str | None = None) -> str:

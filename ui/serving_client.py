@@ -19,6 +19,7 @@ from interp.errors import SteerscopeError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TIMEOUT_SECONDS = 5.0
+WRITE_TIMEOUT_SECONDS = 60.0  # keeping an experiment writes a run record (MLflow): slower than a read, and worth the wait
 QUANTILES = (0.5, 0.9, 0.99)
 
 
@@ -132,13 +133,18 @@ class ServerClient:
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout = timeout
 
-    def _call(self, method: str, path: str, body: dict | None = None) -> Any:
+    def _call(self, method: str, path: str, body: dict | None = None, timeout: float | None = None) -> Any:
         import httpx
 
         if not self.url.startswith(("http://", "https://")):
             raise ServerUnreachable(f"The server URL must start with http:// or https:// (got {self.url[:80]!r}).")
+        timeout = self.timeout if timeout is None else timeout
         try:
-            response = httpx.request(method, self.url + path, json=body, headers=self.headers, timeout=self.timeout)
+            response = httpx.request(method, self.url + path, json=body, headers=self.headers, timeout=timeout)
+        except httpx.TimeoutException:
+            raise ServerUnreachable(
+                f"The server at {self.url} did not answer within {timeout:g} s; it may be busy. Try again in a moment."
+            ) from None
         except (httpx.HTTPError, OSError, ValueError):
             raise ServerUnreachable(
                 f"No Steerscope server answers at {self.url}. Start one with `make serve` (it listens on {DEFAULT_URL}), "
@@ -166,12 +172,13 @@ class ServerClient:
         return self._call("GET", f"/v1/experiments/{urllib.parse.quote(name, safe='')}")
 
     def create_experiment(self, body: dict) -> dict:
-        return self._call("POST", "/v1/experiments", body)
+        return self._call("POST", "/v1/experiments", body, timeout=max(self.timeout, WRITE_TIMEOUT_SECONDS))
 
     def keep(self, name: str, note: str = "") -> str:
         import urllib.parse
 
-        return self._call("POST", f"/v1/experiments/{urllib.parse.quote(name, safe='')}/keep", {"note": note})["run_id"]
+        path = f"/v1/experiments/{urllib.parse.quote(name, safe='')}/keep"
+        return self._call("POST", path, {"note": note}, timeout=max(self.timeout, WRITE_TIMEOUT_SECONDS))["run_id"]
 
 
 def _error_message(response: Any) -> str:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import math
 
 import httpx
+import pandas as pd
 import pytest
 
 from interp.records import RunStore
 from serve.api import create_app
-from serve.experiments import ExperimentBook
+from serve.experiments import MEASURE_NAMES, ExperimentBook
 from serve.library import VectorLibrary
 from serve.settings import ServerSettings
 from tests.app.test_pages import open_page
@@ -54,10 +55,9 @@ def live_server(tiny_llama, tmp_path_factory):
         book.close()
 
 
-def open_serving(tiny_llama_dir, url: str):
-    return open_page(
-        PAGE, model_choice=OTHER_CHOICE, model_custom_spec=str(tiny_llama_dir), serving_url=url, serving_refresh_seconds=0
-    )
+def open_serving(tiny_llama_dir, url: str, **state):
+    state = {"serving_refresh_seconds": 0, **state}  # no timer in these tests: each run is the test's own
+    return open_page(PAGE, model_choice=OTHER_CHOICE, model_custom_spec=str(tiny_llama_dir), serving_url=url, **state)
 
 
 def test_the_page_shows_the_live_servers_metrics_and_experiment(live_server, tiny_llama_dir, tiny_llama):
@@ -72,6 +72,15 @@ def test_the_page_shows_the_live_servers_metrics_and_experiment(live_server, tin
     assert list(arms["arm"]) == ["plain", "joy"] and list(arms["setting"]) == ["unsteered", "joy ×4"]
     assert list(arms["responses"]) == [sent["arms"]["plain"], sent["arms"]["joy"]]
     assert list(arms["feedback"]) == list(arms["responses"])
+    summary = httpx.get(f"{url}/v1/experiments/page-test", timeout=30).json()  # what the server computed, per arm
+    for row, arm in zip(arms.to_dict("records"), summary["arms"], strict=True):
+        for estimate in arm["estimates"]:
+            label = MEASURE_NAMES[estimate["measure"]]
+            for column, field in ((label, "mean"), (f"{label} 95% CI low", "low"), (f"{label} 95% CI high", "high")):
+                shown, want = row[column], estimate[field]
+                assert pd.isna(shown) if want is None else shown == pytest.approx(want, abs=5e-4), (column, shown, want)
+        thumbs = row["thumbs-up rate 95% CI low"], row["thumbs-up rate"], row["thumbs-up rate 95% CI high"]
+        assert thumbs[0] < thumbs[1] == 1.0 == thumbs[2]  # every response got a thumbs up: Wilson's interval is below 1
     assert any("Too little data" in m.value for m in app.markdown)  # four responses cannot decide anything
     app.button(key="serving_keep").click().run()
     assert not app.exception
@@ -93,8 +102,10 @@ def test_the_page_creates_an_experiment_from_the_librarys_vectors(live_server, t
 
 
 def test_with_no_server_the_page_says_how_to_start_one(tiny_llama_dir):
-    app = open_serving(tiny_llama_dir, f"http://127.0.0.1:{free_port()}")
+    app = open_page(PAGE, model_choice=OTHER_CHOICE, model_custom_spec=str(tiny_llama_dir),
+                    serving_url=f"http://127.0.0.1:{free_port()}")  # fmt: skip
     assert not app.exception and not app.error
+    assert app.number_input(key="serving_refresh_seconds").value == 5  # live by default: a refresh every 5 s
     assert any("No Steerscope server answers" in i.value and "make serve" in i.value for i in app.info)
     assert any(c.value == "make serve" for c in app.code)
     assert not app.get("plotly_chart")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
+import json
+import threading
 import time
 
 import httpx
@@ -118,6 +121,9 @@ def test_n_choices_are_the_seeded_samples(client, tiny_llama):
     response = client.completions.create(model=tiny_llama.info.name, prompt=PROMPT, max_tokens=8, n=3, temperature=1.0, seed=5)
     assert [c.text for c in sorted(response.choices, key=lambda c: c.index)] == [s.text for s in samples]
     assert response.usage.completion_tokens == sum(len(s.token_ids) for s in samples)
+    prompt_tokens = len(tiny_llama.tokenizer(PROMPT).input_ids)  # read once for all n choices, as OpenAI counts it
+    assert response.usage.prompt_tokens == prompt_tokens
+    assert response.usage.total_tokens == prompt_tokens + response.usage.completion_tokens
 
 
 def test_stop_string_cuts_the_text_where_it_first_appears(client, tiny_llama):
@@ -135,7 +141,48 @@ def test_stop_string_cuts_the_text_where_it_first_appears(client, tiny_llama):
         assert (text, reason) == (want, "stop")
 
 
-def test_concurrent_requests_with_different_steering_each_equal_their_solo_result(base_url, tiny_llama, vector_library):
+class EngineHold:
+    """A job that holds the engine's thread twice: first until :meth:`let_join` (requests queue up meanwhile, then
+    join the batch together), then again right after their first decode step, until :meth:`let_go`, so the test
+    reads the batch while they are all in it. No timing: each wait is on an event."""
+
+    def __init__(self, model) -> None:
+        self.engine = engine_for(model)
+        self._holding, self._in_batch = threading.Event(), threading.Event()
+        self._join, self._go = threading.Event(), threading.Event()
+
+        def work():
+            self._holding.set()
+            self._join.wait(60)
+            yield 0.5  # the engine's next turn: the queued requests join and decode a step, then this job resumes
+            self._in_batch.set()
+            self._go.wait(60)
+            yield 1.0
+
+        self.job = self.engine.submit_job("test hold", work())
+        assert self._holding.wait(60), "the engine did not start the holding job"
+
+    def wait_queued(self, count: int) -> None:
+        deadline = time.monotonic() + 60
+        while self.engine.status().queued < count:
+            assert time.monotonic() < deadline, f"{count} requests did not reach the engine's queue"
+            time.sleep(0.01)
+
+    def let_join(self):
+        """Release the queued requests into one batch; returns the engine's status while they are in it."""
+        self._join.set()
+        assert self._in_batch.wait(60), "the requests did not decode"
+        return self.engine.status()
+
+    def let_go(self) -> None:
+        self._join.set()
+        self._go.set()
+        self.job.result(60)
+
+
+def test_concurrent_requests_with_different_steering_share_a_batch_and_each_equal_their_solo_result(
+    base_url, tiny_llama, vector_library
+):
     jobs = [
         ([{"vector": "joy", "coefficient": 4.0}], {"temperature": 0.0}),
         ([{"vector": "calm", "coefficient": -5.0}], {"temperature": 0.7, "seed": 2}),
@@ -159,8 +206,72 @@ def test_concurrent_requests_with_different_steering_each_equal_their_solo_resul
             return streamed_text(stream, chat=False)[0]
 
     with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
-        got = list(pool.map(ask, jobs))
+        hold = EngineHold(tiny_llama)
+        try:
+            futures = [pool.submit(ask, job) for job in jobs]
+            hold.wait_queued(len(jobs))  # all four wait behind the hold, so they join the batch at one step
+            in_batch = hold.let_join()
+        finally:
+            hold.let_go()
+        got = [future.result(120) for future in futures]
+    # One batch decoded all four: joy, calm, unsteered and joy at layer 0 (labels name the vectors, not coefficients)
+    assert in_batch.rows == len(jobs)
+    assert set(in_batch.requests) == {"API completions · joy", "API completions · calm", "API completions"}
     assert got == wants
+
+
+@pytest.mark.parametrize("spec_version", ["2.3", "2.4"], ids=["send-waits", "send-raises"])
+def test_a_stream_whose_client_left_before_it_started_is_cancelled_and_recorded(tiny_llama, tmp_path, spec_version):
+    """The client is gone before the first byte, so the body's generator never starts (and its own ``finally`` never
+    runs): ASGI 2.3 (uvicorn) tells the app by a disconnect while the response's start is being sent (here ``send``
+    waits, as uvicorn's does when its write buffer is full), ASGI 2.4 by ``send`` raising OSError. The engine request
+    must still be cancelled and recorded."""
+    app = create_app(tiny_llama, ServerSettings(), library=VectorLibrary(tmp_path))
+    body = json.dumps({"model": tiny_llama.info.name, "prompt": PROMPT, "max_tokens": 240, "stream": True,
+                       "ignore_eos": True, "temperature": 0}).encode()  # fmt: skip
+    scope = {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": spec_version}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/completions", "raw_path": b"/v1/completions", "query_string": b"", "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+    }  # fmt: skip
+    messages = iter([{"type": "http.request", "body": body, "more_body": False}])
+    sent: list[dict] = []
+
+    async def receive():  # the body, then at once the disconnect (as uvicorn answers for a client already gone)
+        return next(messages, {"type": "http.disconnect"})
+
+    async def send(message):
+        sent.append(message["type"])
+        if spec_version == "2.4":
+            raise OSError("the client is gone")
+        await asyncio.sleep(0)  # a moment's wait: the disconnect is heard meanwhile and the response is cancelled
+
+    holding, gate = threading.Event(), threading.Event()
+
+    def blocker():  # the engine busy: the request is still queued when its client leaves
+        holding.set()
+        gate.wait(60)
+        yield 1.0
+
+    engine = engine_for(tiny_llama)
+    job = engine.submit_job("test blocker", blocker())
+    try:
+        assert holding.wait(60)
+        asyncio.run(app(scope, receive, send))
+        assert "http.response.body" not in sent  # nothing was streamed: the body never started
+        assert [(e.route, e.status) for e in app.state.metrics.recent()] == [("/v1/completions", 499)]
+        steps = engine.status().steps
+    finally:
+        gate.set()
+        job.result(60)
+    deadline = time.monotonic() + 30
+    while app.state.admission.count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert app.state.admission.count == 0
+    assert engine.status().steps == steps  # cancelled while queued: not one token decoded for nobody
+    assert engine.status().rows == 0
+    assert len(app.state.metrics.recent()) == 1  # recorded once
 
 
 def test_vectors_upload_list_and_use(base_url, client, tiny_llama, vector_library):
@@ -182,6 +293,32 @@ def test_vectors_upload_list_and_use(base_url, client, tiny_llama, vector_librar
     assert got.choices[0].text == want
     with steer(tiny_llama, vector, 5.0):
         assert generate(tiny_llama, PROMPT, max_new_tokens=10).text == want  # the stored vector is the one sent
+
+
+def test_an_upload_replaces_a_saved_vector_only_with_overwrite(base_url, tiny_llama, vector_library):
+    first, second = random_vector(tiny_llama, (1,), seed=21), random_vector(tiny_llama, (1,), seed=22)
+
+    def upload(vector, **form):
+        files = {"file": ("v.safetensors", vector.to_safetensors(), "application/octet-stream")}
+        return httpx.post(f"{base_url}/v1/vectors", files=files, data={"name": "replaceable", **form}, timeout=30)
+
+    assert upload(first).status_code == 200
+    refused = upload(second)
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "vector_exists" and error["param"] == "name"
+    assert "already in the library" in error["message"] and "overwrite=true" in error["message"]
+    assert upload(second, overwrite="false").status_code == 409
+    assert torch.equal(vector_library.get("replaceable", tiny_llama).directions, first.directions)  # kept as it was
+    assert upload(second, overwrite="true").status_code == 200
+    assert torch.equal(vector_library.get("replaceable", tiny_llama).directions, second.directions)
+    raw = f"{base_url}/v1/vectors?name=replaceable"
+    assert httpx.post(raw, content=first.to_safetensors(), timeout=30).status_code == 409
+    assert httpx.post(f"{raw}&overwrite=true", content=first.to_safetensors(), timeout=30).status_code == 200
+    assert torch.equal(vector_library.get("replaceable", tiny_llama).directions, first.directions)
+    unclear = httpx.post(f"{raw}&overwrite=maybe", content=second.to_safetensors(), timeout=30)
+    assert unclear.status_code == 400 and "overwrite must be true or false" in unclear.json()["error"]["message"]
+    assert torch.equal(vector_library.get("replaceable", tiny_llama).directions, first.directions)
 
 
 def test_a_client_that_disconnects_cancels_its_rows(served, tiny_llama):

@@ -13,7 +13,7 @@ import torch
 
 from interp import InputError
 from interp.engine import engine_for
-from serve.api import create_app
+from serve.api import DETAIL_CHARS, create_app, shown_detail
 from serve.library import VectorLibrary, check_name
 from serve.settings import ServerSettings, check_bind
 from steering.vector import SteeringVector
@@ -31,6 +31,12 @@ def chat(**fields) -> dict:
 
 
 RAW = "raw"  # a body sent as these exact bytes (JSON's NaN, broken JSON)
+CONTENT_TYPES = {  # the other bodies sent as exact bytes: (kind, text) with the content type of its kind
+    RAW: "application/json",
+    "form": "application/x-www-form-urlencoded",
+    "multipart-no-boundary": "multipart/form-data",
+    "multipart-broken": "multipart/form-data; boundary=xyz",
+}
 
 # (id, method, path, body: dict for JSON / (RAW, text) / None, status, words the message must contain)
 CASES = [
@@ -81,6 +87,11 @@ CASES = [
     ("unknown-route", "GET", "/v1/engines", None, 404, ["/v1/completions"]),
     ("wrong-method", "GET", "/v1/completions", None, 405, ["GET"]),
     ("form-not-json", "POST", "/v1/completions", ("form", "model=x&prompt=y"), 422, ["Content-Type: application/json"]),
+    ("multipart-without-boundary", "POST", "/v1/vectors", ("multipart-no-boundary", "name=joy"), 400,
+     ["could not be read", "boundary", "multipart/form-data with a file field named file", "?name="]),
+    ("multipart-broken", "POST", "/v1/vectors",
+     ("multipart-broken", '--xyz\r\nContent-Disposition: form-data; filename="<b>v</b>"\r\n\r\nabc\r\n--xyz--\r\n'), 400,
+     ["could not be read", "Content-Disposition", "a field named name"]),
 ]  # fmt: skip
 
 
@@ -111,17 +122,22 @@ def test_bad_request_gets_a_clear_error_and_the_server_stays_healthy(base_url, t
     with httpx.Client(base_url=base_url, timeout=30) as http:
         if body is None:
             response = http.request(method, path)
-        elif isinstance(body, tuple) and body[0] == RAW:
-            response = http.request(
-                method, path, content=body[1].replace(MODEL, name), headers={"content-type": "application/json"}
-            )
         elif isinstance(body, tuple):
-            response = http.request(method, path, content=body[1], headers={"content-type": "application/x-www-form-urlencoded"})
+            response = http.request(
+                method, path, content=body[1].replace(MODEL, name), headers={"content-type": CONTENT_TYPES[body[0]]}
+            )
         else:
             body = {**body, "model": name} if body.get("model") == MODEL else body
             response = http.request(method, path, json=body)
     check_error_shape(response, status, words)
     assert_healthy(base_url, tiny_llama.info.name)
+
+
+def test_a_frameworks_error_detail_is_shown_on_one_line_trimmed_and_escaped():
+    shown = shown_detail('Bad part "<script>alert(1)</script>"\r\n\x00' + "x" * 500)
+    assert "<script>" not in shown and "&lt;script&gt;" in shown
+    assert "\n" not in shown and "\x00" not in shown
+    assert len(shown) <= DETAIL_CHARS and shown.endswith("…")
 
 
 def test_huge_body_is_refused_before_it_is_read(base_url, tiny_llama):
@@ -159,6 +175,10 @@ def test_bad_uploads_are_refused_with_what_to_fix(base_url, tiny_llama, library_
     ok = SteeringVector(layers=(0,), directions=torch.ones(1, tiny_llama.info.d_model))
     check_error_shape(_upload(base_url, "../outside", ok.to_safetensors()), 400, ["not a vector name"])
     check_error_shape(httpx.post(f"{base_url}/v1/vectors", content=ok.to_safetensors(), timeout=30), 400, ["name"])
+    saved = (library_folder / "joy.safetensors").read_bytes()
+    error = check_error_shape(_upload(base_url, "joy", ok.to_safetensors()), 409, ["'joy' is already", "overwrite=true"])
+    assert error["code"] == "vector_exists"
+    assert (library_folder / "joy.safetensors").read_bytes() == saved  # the saved vector is untouched
     assert not any(p.name.startswith(("wide", "evil", "text")) for p in library_folder.iterdir())  # nothing bad was kept
     assert not (library_folder.parent / "outside.safetensors").exists()
     assert_healthy(base_url, tiny_llama.info.name)
