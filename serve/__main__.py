@@ -51,12 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from interp import load_model
+    from interp.threads import on_own_thread
     from serve.api import create_app
     from serve.experiments import ExperimentBook
     from serve.library import VectorLibrary
 
     try:
-        model = load_model(settings.model)
+        model = on_own_thread(lambda: load_model(settings.model), name="steerscope-load")  # interp/threads.py: why
     except SteerscopeError as error:
         print(f"steerscope serve: {error}", file=sys.stderr)
         return 2
