@@ -54,6 +54,8 @@ def main(repeats: int) -> list[list[str]]:
     from interp.loading import load_hf_model
     from interp.tokens import tokenize
     from steering import built_in, mean_difference
+    from steering.fast import sweep_agreement
+    from steering.scores import SENTIMENT
 
     model = on_own_thread(lambda: load_model(None, device="cpu"))
     vector = on_own_thread(lambda: mean_difference(model, built_in("sentiment"), layers=[4, 5, 6], position="mean"))
@@ -75,6 +77,9 @@ def main(repeats: int) -> list[list[str]]:
         ]  # fmt: skip
     agreement = on_own_thread(lambda: fast_agreement(model, fast, AGREEMENT_PROMPTS, n_tokens=24))
     rows.append(["fast mode agreement with fp32", agreement.describe(), "", ""])
+    on_a_sweep = on_own_thread(lambda: sweep_agreement(model, fast, vector, SENTIMENT, layers=[4, 6], coefficients=[-4.0, 4.0],
+                                                       prompts=AGREEMENT_PROMPTS[:4]))  # fmt: skip
+    rows.append(["fast mode on a sweep (sentiment, layers 4 and 6, ×±4)", on_a_sweep.describe(), "", ""])
     return rows
 
 

@@ -8,6 +8,7 @@ from interp import LoadedModel
 from interp.engine import engine_for
 from interp.fast import FastAgreement, fast_agreement, fast_copy
 from interp.hooks import model_busy
+from steering.fast import SweepAgreement, sweep_agreement
 
 KEY_FAST = "fast_generation"
 AGREEMENT_PROMPTS = (
@@ -36,6 +37,17 @@ def _agreement(_model: LoadedModel, _fast: LoadedModel, weights: str) -> FastAgr
     return fast_agreement(_model, _fast, AGREEMENT_PROMPTS, n_tokens=16)
 
 
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _sweep_agreement(_model: LoadedModel, _fast: LoadedModel, weights: str) -> SweepAgreement:
+    """A small sweep of the built-in sentiment vector on both copies: what fast mode changes in a sweep's answer."""
+    from steering import built_in, mean_difference
+    from steering.scores import SENTIMENT
+
+    layer = min(4, _model.info.n_layers - 1)  # the built-in recipe's layer where the model has it
+    vector = mean_difference(_model, built_in("sentiment"), layers=[layer], position="mean")
+    return sweep_agreement(_model, _fast, vector, SENTIMENT, layers=[layer], coefficients=[-4.0, 4.0])
+
+
 def generation_model(model: LoadedModel) -> LoadedModel:
     """The model generation-heavy work runs on: ``model`` itself, or its bf16 copy when fast mode is on."""
     if not st.session_state.get(KEY_FAST):
@@ -59,4 +71,5 @@ def engine_sidebar(model: LoadedModel | None) -> None:
         with st.sidebar, st.spinner("Loading the bf16 copy and measuring its agreement with fp32"):
             copy = _fast_copy(model, model.info.weights_sha256)
             agreement = _agreement(model, copy, model.info.weights_sha256)
-        st.sidebar.caption(f"{agreement.describe()} (teacher-forced on {agreement.n_prompts} prompts).")
+            on_a_sweep = _sweep_agreement(model, copy, model.info.weights_sha256)
+        st.sidebar.caption(f"{agreement.describe()} (teacher-forced on {agreement.n_prompts} prompts); {on_a_sweep.describe()}.")

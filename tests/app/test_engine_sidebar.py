@@ -39,6 +39,7 @@ def test_fast_mode_shows_its_agreement_and_the_steering_samples_decode_in_bf16(t
     app = open_app_with(**tiny, **{KEY_FAST: True})
     captions = [c.value for c in app.sidebar.caption]
     assert any("picks the same next token as fp32" in c for c in captions), captions
+    assert any("sweep the behaviour gain" in c and "recommends" in c for c in captions), captions
     app.switch_page("pages/steering.py").run()
     assert not app.exception and not app.error
     spec = app.session_state["ui_specs_on_screen"]["steering_evaluation"]
