@@ -36,12 +36,6 @@ from steering.scores import SENTIMENT
 from steering.sweep import score_texts
 
 PROMPT, NEW_TOKENS = "I think the weather today is", 30
-AGREEMENT_PROMPTS = [
-    "I think the weather today is", "The capital of France is", "My favourite food", "Once upon a time",
-    "When Mary and John went to the store, John gave a drink to", "The best way to learn is", "Here is a short poem:",
-    "The meeting is scheduled for", "Dogs are", "In 1969, the first", "The recipe needs", "My brother told me that",
-    "The stock market", "A good friend is someone who", "The train leaves at", "Scientists have discovered",
-]  # fmt: skip
 
 
 def steered_request(model, vector, i: int, tokens: int = NEW_TOKENS) -> GenerationRequest:

@@ -27,6 +27,7 @@ import os
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -204,14 +205,14 @@ def _unexpected(exc: BaseException, step: _Step, debug: bool) -> str:
     return f"error: {step.now} failed unexpectedly ({text}); {where} (or run again with --debug)."
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command line's one error boundary: a user error exits 2 with its message, anything else 1 with one line."""
+def run_command(command: Callable[[argparse.Namespace, _Step], int], args: argparse.Namespace) -> int:
+    """Every command line's one error boundary (``python -m interp``, ``python -m steering``): a user error exits 2
+    with its message, Ctrl-C 130 with the step it stopped, anything else 1 with one line."""
     from interp.errors import SteerscopeError
 
-    args = _parser().parse_args(argv)
     step = _Step()
     try:
-        return _attribute(args, step)
+        return command(args, step)
     except SteerscopeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -221,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         print(_unexpected(exc, step, args.debug), file=sys.stderr)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(_attribute, _parser().parse_args(argv))
 
 
 if __name__ == "__main__":

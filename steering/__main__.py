@@ -143,22 +143,9 @@ def _run(args: argparse.Namespace, step) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """The same error boundary as ``python -m interp``: a user error exits 2 with its message, anything else 1."""
-    from interp.__main__ import _Step, _unexpected
-    from interp.errors import SteerscopeError
+    from interp.__main__ import run_command
 
-    args = _parser().parse_args(argv)
-    step = _Step()
-    try:
-        return _run(args, step)
-    except SteerscopeError as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\nstopped (Ctrl-C) while {step.now}.", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        print(_unexpected(exc, step, args.debug), file=sys.stderr)
-        return 1
+    return run_command(_run, _parser().parse_args(argv))
 
 
 if __name__ == "__main__":
