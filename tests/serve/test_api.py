@@ -17,6 +17,7 @@ import torch
 from interp import generate
 from interp.engine import engine_for
 from interp.generation import generate_samples
+from interp.threads import on_own_thread
 from serve.api import create_app
 from serve.library import VectorLibrary
 from serve.settings import ServerSettings
@@ -258,7 +259,9 @@ def test_a_stream_whose_client_left_before_it_started_is_cancelled_and_recorded(
     job = engine.submit_job("test blocker", blocker())
     try:
         assert holding.wait(60)
-        asyncio.run(app(scope, receive, send))
+        on_own_thread(
+            lambda: asyncio.run(app(scope, receive, send))
+        )  # a thread of its own: the browser tests' Playwright loop may be running on this one
         assert "http.response.body" not in sent  # nothing was streamed: the body never started
         assert [(e.route, e.status) for e in app.state.metrics.recent()] == [("/v1/completions", 499)]
         steps = engine.status().steps

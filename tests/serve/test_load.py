@@ -10,6 +10,7 @@ import json
 
 import httpx
 
+from interp.threads import on_own_thread
 from tests.serve.test_api import reference
 
 CLIENTS = 50
@@ -65,7 +66,7 @@ def test_fifty_concurrent_streaming_clients_with_mixed_steering(base_url, tiny_l
                 asyncio.gather(*(one_client(http, tiny_llama.info.name, i) for i in range(CLIENTS))), 300
             )
 
-    results = asyncio.run(run_all())
+    results = on_own_thread(lambda: asyncio.run(run_all()))  # a thread of its own: the browser tests' loop runs here
     assert [r[4] for r in results] == [[]] * CLIENTS  # 0 errors
     assert all(done for _, _, _, done, _ in results)  # every stream ended with [DONE]
     assert [usage for _, _, usage, _, _ in results] == [TOKENS] * CLIENTS  # nothing dropped
