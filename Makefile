@@ -39,27 +39,36 @@ serve: $(STAMP)
 serve-ray: $(STAMP)
 	$(PY) -m serve.ray_serve --replicas $(or $(REPLICAS),2)
 
-test: $(STAMP) browser
+test: $(STAMP) browser llama-cpp
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not real_model and not browser" -x -q
 
-# llama.cpp for the benchmark's comparison. No wheel exists for this platform: it is built from source once
-# (examples, tests, tools and server off: ~11 CPU-minutes) into the cache, then installed from there. Not for the
-# build machine's own CPU (GGML_NATIVE): its AMX kernels crashed here (a general protection fault in libggml-cpu
-# on the first decode), so AVX-512 with VNNI and BF16, which this CPU family has, and no AMX.
-WHEELS ?= $(or $(STEERSCOPE_CACHE),$(HOME)/.cache/steerscope)/wheels/llama-cpp-avx512
+# llama.cpp (llama-cpp-python 0.3.36): the benchmark's comparison, and the test that runs exported control vectors in
+# llama.cpp itself (tests/steering/test_llama_cpp.py), so `make test` needs it. No wheel exists for this platform: it
+# is built from source once into the cache (examples, tests, tools, server and the multimodal library off: ~14
+# CPU-minutes, 8-13 minutes on 2 shared cores), then installed from there; the stamp says this build is the one
+# installed. The instruction set is AVX2 + FMA + F16C, which any x86-64 CPU of the last decade runs, not the build
+# machine's own (GGML_NATIVE): the cached wheel must run on whichever machine uses the cache. An AVX-512 build died
+# with "Illegal instruction" on an AVX2-only AMD EPYC, and a native build's AMX kernels crashed an Intel one (a general
+# protection fault in libggml-cpu on the first decode).
+WHEELS ?= $(or $(STEERSCOPE_CACHE),$(HOME)/.cache/steerscope)/wheels/llama-cpp-avx2
 LLAMA_CPP := llama-cpp-python==0.3.36
+LLAMA_STAMP := $(VENV)/.llama-cpp-avx2-installed
 LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=OFF \
-  -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON \
-  -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
-llama-cpp: $(STAMP)
-	@$(PY) -c "import llama_cpp" 2>/dev/null || { \
-	  ls $(WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || \
-	    CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
-	    $(PY) -m pip wheel --quiet --no-deps $(LLAMA_CPP) -w $(WHEELS); \
-	  $(PY) -m pip install --quiet $(WHEELS)/llama_cpp_python-*.whl; }
+  -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+  -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+llama-cpp: $(LLAMA_STAMP)
+
+$(LLAMA_STAMP): $(STAMP)
+	# --no-cache-dir: pip's own wheel cache ignores CMAKE_ARGS and would hand back an earlier build.
+	ls $(WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip wheel --quiet --no-deps --no-cache-dir $(LLAMA_CPP) -w $(WHEELS)
+	# Replace whatever llama_cpp is installed (an older build may import but not run here), then its dependencies.
+	$(PY) -m pip install --quiet --force-reinstall --no-deps $(WHEELS)/llama_cpp_python-*.whl
+	$(PY) -m pip install --quiet $(WHEELS)/llama_cpp_python-*.whl
+	touch $@
 
 bench: $(STAMP) llama-cpp
 	$(PY) -m bench
