@@ -47,16 +47,16 @@ test-fast: $(STAMP)
 
 # llama.cpp (llama-cpp-python 0.3.36): the benchmark's comparison, and the test that runs exported control vectors in
 # llama.cpp itself (tests/steering/test_llama_cpp.py), so `make test` needs it. No wheel exists for this platform: it
-# is built from source once into the cache (examples, tests, tools, server and the multimodal library off: ~14
-# CPU-minutes, 8-13 minutes on 2 shared cores), then installed from there; the stamp says this build is the one
-# installed. The instruction set is AVX2 + FMA + F16C, which any x86-64 CPU of the last decade runs, not the build
+# is built from source once into the cache (examples, tests, tools, server, the multimodal library and llama.cpp's
+# common/ library off: ~8.5 CPU-minutes, 4-8 minutes on 2 cores; with common/ it was 15), then installed from there;
+# the stamp says this build is the one installed. The instruction set is AVX2 + FMA + F16C, which any x86-64 CPU of the last decade runs, not the build
 # machine's own (GGML_NATIVE): the cached wheel must run on whichever machine uses the cache. An AVX-512 build died
 # with "Illegal instruction" on an AVX2-only AMD EPYC, and a native build's AMX kernels crashed an Intel one (a general
 # protection fault in libggml-cpu on the first decode).
 WHEELS ?= $(or $(STEERSCOPE_CACHE),$(HOME)/.cache/steerscope)/wheels/llama-cpp-avx2
 LLAMA_CPP := llama-cpp-python==0.3.36
 LLAMA_STAMP := $(VENV)/.llama-cpp-avx2-installed
-LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=OFF \
+LLAMA_CMAKE_ARGS := -DCMAKE_PROJECT_llama.cpp_INCLUDE=$(CURDIR)/cmake/llama-cpp-python-no-common.cmake -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=OFF \
   -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
   -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 llama-cpp: $(LLAMA_STAMP)
