@@ -14,7 +14,14 @@ from collections.abc import Callable
 
 from interp.distributed import RAY_AUTO, ModelSource, RayWorkers, progress_line
 from interp.loading import LoadedModel
-from steering.runs import PROMPTS_PER_STEP, SteeringBatchEvaluation, SteeringEvaluation, SteeringSweep, _joined, behaviour_scorer
+from steering.runs import (
+    PROMPTS_PER_STEP,
+    SteeringBatchEvaluation,
+    SteeringEvaluation,
+    SteeringSweep,
+    behaviour_scorer,
+    joined_scores,
+)
 from steering.sweep import Evaluation, SweepCell, SweepResult, TextScores, _samples, evaluate, score_texts
 
 Progress = Callable[[float, str], None]
@@ -45,8 +52,8 @@ def evaluation_on_ray(
         started = time.perf_counter()
         report = _reporter(progress, started, "steps")
         parts = pool.map(_evaluation_step, steps, report)
-    unsteered = _joined([part.unsteered for part in parts])
-    steered = _joined([part.steered for part in parts])
+    unsteered = joined_scores([part.unsteered for part in parts])
+    steered = joined_scores([part.steered for part in parts])
     seconds = time.perf_counter() - started
     return Evaluation(spec.layer, spec.coefficient, spec.prompts, unsteered, steered, parts[0].scorer, seconds)
 
@@ -63,7 +70,8 @@ def _options(spec: SteeringSweep) -> dict[str, float]:
 def _sweep_baseline(model: LoadedModel, spec: SteeringSweep) -> tuple[TextScores, str]:
     """The unsteered samples of the prompts, scored as :func:`steering.sweep.sweep` makes them, and the scorer's name."""
     scorer = behaviour_scorer(model, spec.scorer, spec.reward_model)
-    return score_texts(model, _samples(model, spec.prompts, None, **_options(spec)), scorer), scorer.name
+    samples = _samples(model, spec.prompts, None, **_options(spec))
+    return score_texts(model, samples, scorer, kl_hooks=()), scorer.name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +98,7 @@ def _sweep_cell(model: LoadedModel, cell: _Cell) -> SweepCell:
         steered.mean_perplexity / baseline.mean_perplexity,
         steered.mean_distinct2,
         steered.texts,
+        steered.mean_kl,
     )
 
 

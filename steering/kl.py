@@ -32,8 +32,10 @@ from transformers import DynamicCache
 from interp.errors import InputError
 from interp.hooks import HookSpec, intervene
 from interp.loading import LoadedModel
-from interp.tokens import check_length, tokenize
+from interp.tokens import baseline_token_id, check_length, pad_rows, tokenize
 from interp.validation import MAX_TEXTS
+
+BATCH_SIZE = 8  # rows per teacher-forced pass: two [8, positions, d_vocab] logit tensors (~90 MB for SmolLM2 at 30 tokens)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +103,86 @@ def mean_kl(
         >>> mean_kl(model, [g.prompt_token_ids], [g.token_ids], hooks).mean
         0.42
     """
+    jobs = _checked_jobs(model, prompts, generated_token_ids)
+    per_position: list[tuple[float, ...]] = []
+    for prompt_ids, continuation_ids in jobs:
+        if not continuation_ids:
+            per_position.append(())
+            continue
+        plain = continuation_log_probs(model, prompt_ids, continuation_ids)
+        steered = continuation_log_probs(model, prompt_ids, continuation_ids, steering_hooks)
+        per_position.append(tuple(kl_divergence(plain, steered).tolist()))
+    return _damage(per_position)
+
+
+def mean_kl_batched(
+    model: LoadedModel,
+    prompts: Sequence[str | Sequence[int]],
+    generated_token_ids: Sequence[Sequence[int]],
+    steering_hooks: HookSpec | None,
+    *,
+    batch_size: int = BATCH_SIZE,
+) -> KLDamage:
+    """:func:`mean_kl`, with the continuations teacher-forced in batches: the same numbers (within float rounding,
+    tested ≤ 1e-6 nats) in far fewer forward passes.
+
+    Continuations are grouped by their prompt's length, so every row of a batch has its prompt at positions
+    ``0..P-1`` and its continuation from ``P`` on: one prompt pass (offset 0) and one continuation pass (offset
+    ``P``) serve the whole batch exactly as they serve one prompt in :func:`mean_kl`, and a hook that acts only on
+    the prompt or only on generated positions acts as it did while generating. Shorter continuations are padded on
+    the right; causal attention keeps the padding out of every real position, so no attention mask is needed. Rows
+    with no prompt-length partner run as batches of one. Without steering hooks nothing runs: the KL is exactly 0.
+
+    Args:
+        batch_size: Rows per forward pass (memory: two ``[batch, positions, d_vocab]`` float32 logit tensors).
+
+    Raises:
+        InputError: as :func:`mean_kl`.
+    """
+    jobs = _checked_jobs(model, prompts, generated_token_ids)
+    per_position: list[tuple[float, ...]] = [() for _ in jobs]
+    groups: dict[int, list[int]] = {}
+    for index, (prompt_ids, continuation_ids) in enumerate(jobs):
+        if continuation_ids:
+            groups.setdefault(len(prompt_ids), []).append(index)
+    for indices in groups.values():
+        for first in range(0, len(indices), batch_size):
+            chunk = indices[first : first + batch_size]
+            if not steering_hooks:  # the model compared with itself: every position's KL is exactly 0
+                for index in chunk:
+                    per_position[index] = (0.0,) * len(jobs[index][1])
+                continue
+            rows = [jobs[index] for index in chunk]
+            plain = _batch_logits(model, rows, None)
+            steered = _batch_logits(model, rows, steering_hooks)
+            for row, index in enumerate(chunk):
+                n = len(jobs[index][1])
+                p = torch.log_softmax(plain[row, :n].double(), dim=-1)
+                q = torch.log_softmax(steered[row, :n].double(), dim=-1)
+                per_position[index] = tuple(kl_divergence(p, q).tolist())
+    return _damage(per_position)
+
+
+def _batch_logits(model: LoadedModel, rows: Sequence[tuple[list[int], list[int]]], hooks: HookSpec | None) -> torch.Tensor:
+    """Logits ``[rows, longest continuation, d_vocab]`` (float32, CPU) that produced each continuation token, for rows
+    whose prompts have one length: the prompts' pass at offset 0, then the continuations (right-padded) on its cache."""
+    prompts = torch.tensor([prompt for prompt, _ in rows], dtype=torch.long, device=model.device)  # [B, P]
+    rests = [continuation[:-1] for _, continuation in rows]  # the last token predicts nothing we compare
+    with intervene(model, hooks), torch.inference_mode():
+        cache = DynamicCache(config=model.hf_model.config)
+        model.position_offset = 0
+        parts = [model.bridge(prompts, past_key_values=cache, logits_to_keep=1)[:, -1:].float()]  # [B, 1, d_vocab]
+        if max(len(rest) for rest in rests) > 0:
+            padded = pad_rows(rests, baseline_token_id(model), side="right").tokens.to(model.device)  # [B, n - 1]
+            model.position_offset = prompts.shape[1]
+            parts.append(model.bridge(padded, past_key_values=cache).float())  # [B, n - 1, d_vocab]
+    return torch.cat(parts, dim=1).cpu()
+
+
+def _checked_jobs(
+    model: LoadedModel, prompts: Sequence[str | Sequence[int]], generated_token_ids: Sequence[Sequence[int]]
+) -> list[tuple[list[int], list[int]]]:
+    """``(prompt ids, continuation ids)`` per prompt, checked as :func:`mean_kl` documents."""
     if not prompts:
         raise InputError("Give at least one prompt to measure KL on.")
     if len(prompts) > MAX_TEXTS:
@@ -109,21 +191,20 @@ def mean_kl(
         raise InputError(
             f"{len(prompts)} prompt(s) but {len(generated_token_ids)} continuation(s); give one continuation per prompt."
         )
-    per_position: list[tuple[float, ...]] = []
+    jobs = []
     for prompt, continuation in zip(prompts, generated_token_ids, strict=True):
         prompt_ids = tokenize(model, prompt)
         continuation_ids = _checked_ids(model, continuation)
         check_length(model, len(prompt_ids) + len(continuation_ids), what="A prompt with its continuation")
-        if not continuation_ids:
-            per_position.append(())
-            continue
-        plain = continuation_log_probs(model, prompt_ids, continuation_ids)
-        steered = continuation_log_probs(model, prompt_ids, continuation_ids, steering_hooks)
-        per_position.append(tuple(kl_divergence(plain, steered).tolist()))
+        jobs.append((prompt_ids, continuation_ids))
+    if not any(continuation for _, continuation in jobs):
+        raise InputError("None of the continuations has any tokens; generate some text before measuring KL.")
+    return jobs
+
+
+def _damage(per_position: Sequence[tuple[float, ...]]) -> KLDamage:
     per_sample = tuple(math.fsum(values) / len(values) if values else math.nan for values in per_position)
     measured = [value for value in per_sample if not math.isnan(value)]
-    if not measured:
-        raise InputError("None of the continuations has any tokens; generate some text before measuring KL.")
     return KLDamage(per_sample=per_sample, per_position=tuple(per_position), mean=math.fsum(measured) / len(measured))
 
 

@@ -21,7 +21,7 @@ from interp.generation import SamplingSettings, generate_batch
 from interp.loading import LoadedModel
 from interp.runs import Progress, RunSpec, default_of
 from interp.tokens import check_length, tokenize
-from steering.apply import steering_additions
+from steering.apply import steering_additions, steering_hooks
 from steering.runs import ScorerName, SteeringEvaluation, behaviour_scorer
 from steering.sweep import Evaluation, TextScores, evaluate, score_texts
 
@@ -47,11 +47,11 @@ class UnsteeredSamples(RunSpec):
 
     def __post_init__(self) -> None:
         # the same checks as the evaluation it is the baseline of (a placeholder vector is not needed for them)
-        from steering.runs import _check_prompts, _check_sampling, _check_scorer, _normalise
+        from steering.runs import check_prompts, check_sampling, check_scorer, normalise_fields
 
-        _check_scorer(self.scorer, self.reward_model)
-        _check_sampling(self.max_new_tokens, self.temperature)
-        _normalise(self, prompts=_check_prompts(self.prompts))
+        check_scorer(self.scorer, self.reward_model)
+        check_sampling(self.max_new_tokens, self.temperature)
+        normalise_fields(self, prompts=check_prompts(self.prompts))
 
     @classmethod
     def of(cls, spec: SteeringEvaluation) -> UnsteeredSamples:
@@ -65,8 +65,9 @@ class UnsteeredSamples(RunSpec):
             temperature=self.temperature, seed=self.seed,
         )  # fmt: skip
         scores = score_texts(
-            model, [g for group in grouped for g in group], behaviour_scorer(model, self.scorer, self.reward_model)
-        )
+            model, [g for group in grouped for g in group], behaviour_scorer(model, self.scorer, self.reward_model),
+            kl_hooks=(),
+        )  # fmt: skip
         if progress is not None:
             progress(1.0, "Unsteered samples done")
         return scores
@@ -94,7 +95,9 @@ class LiveSteering:
         """Wait for every sample and score them beside ``unsteered`` (the :class:`UnsteeredSamples` of this spec)."""
         samples = [g for stream in self.streams for g in stream.result(timeout)]
         scorer = behaviour_scorer(model, self.spec.scorer, self.spec.reward_model)
-        steered = score_texts(model, samples, scorer)
+        spec = self.spec  # the engine added these as per-request additions; as hooks they measure the same KL
+        hooks = steering_hooks(model, spec.vector, spec.coefficient, layers=[spec.layer], positions=spec.positions)
+        steered = score_texts(model, samples, scorer, kl_hooks=hooks)
         seconds = time.perf_counter() - self.started
         return Evaluation(self.spec.layer, self.spec.coefficient, self.spec.prompts, unsteered, steered, scorer.name, seconds)
 

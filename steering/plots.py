@@ -12,7 +12,8 @@ from steering.scores import SCORERS
 from steering.sweep import SweepResult
 
 CELL_HOVER = (
-    "%{y}, coefficient %{x}<br>gain %{customdata[0]:+.3f}<br>perplexity x%{customdata[1]:.2f}<extra>click to apply</extra>"
+    "%{y}, coefficient %{x}<br>gain %{customdata[0]:+.3f}<br>perplexity x%{customdata[1]:.2f}"
+    "<br>KL %{customdata[2]:.3f} nats<extra>click to apply</extra>"
 )
 
 
@@ -38,13 +39,16 @@ def _row(result: SweepResult, layer: int) -> list:
 def _cell_text(col: int, value: float, reliable: bool) -> str:
     if col == 2:
         return f"{value:.1f}x"
+    if col == 3:
+        return f"{value:.2f}" if np.isfinite(value) else ""
     return f"{value:+.2f}" if reliable else f"({value:+.2f})"
 
 
 def sweep_heatmaps(result: SweepResult) -> go.Figure:
-    """Behaviour gain and perplexity ratio over layers x coefficients; click a cell to apply it.
+    """Behaviour gain, perplexity ratio and KL (nats) over layers x coefficients; click a cell to apply it.
 
-    Each cell's label is black or white, whichever reads better on that cell's colour.
+    The KL panel is left out for a sweep kept before KL was measured (every cell NaN). Each cell's label is black or
+    white, whichever reads better on that cell's colour.
     """
     columns = [f"{c:g}" for c in result.coefficients]
     rows = [f"L{layer}" for layer in result.layers]
@@ -52,18 +56,18 @@ def sweep_heatmaps(result: SweepResult) -> go.Figure:
     ratio = result.grid("perplexity_ratio")
     gain_peak = _finite_peak(gain, 1e-6)
     ratio_top = max(_finite_peak(ratio, 0.0), 1 + 1e-6)
-    scales = {1: ("RdBu", -gain_peak, gain_peak, True), 2: ("Oranges", 1.0, ratio_top, False)}
+    kl = result.grid("kl")
+    kl_top = _finite_peak(kl, 1e-6)
+    panels = 3 if np.isfinite(kl).any() else 2
+    scales = {1: ("RdBu", -gain_peak, gain_peak, True), 2: ("Oranges", 1.0, ratio_top, False), 3: ("Purples", 0.0, kl_top, False)}
     unit = score_unit(result.scorer)
     reliable = np.array([[c is None or result.behaviour_is_reliable(c) for c in _row(result, layer)] for layer in result.layers])
     gain_title = f"Behaviour gain ({result.scorer})"
     if not reliable.all():
         gain_title += "<br><sub>(in brackets: text too damaged for its score to mean much)</sub>"
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        subplot_titles=(gain_title, "Damage: perplexity / unsteered"),
-        horizontal_spacing=0.14,
-    )
+    titles = (gain_title, "Damage: perplexity / unsteered", "Damage: KL(unsteered ‖ steered)")[:panels]
+    fig = make_subplots(rows=1, cols=panels, subplot_titles=titles, horizontal_spacing=0.14 if panels == 2 else 0.1)
+    bar_x = {1: 0.43 if panels == 2 else 0.26, 2: None if panels == 2 else 0.63}
     fig.add_trace(
         go.Heatmap(
             z=gain,
@@ -73,7 +77,7 @@ def sweep_heatmaps(result: SweepResult) -> go.Figure:
             reversescale=True,
             zmin=-gain_peak,
             zmax=gain_peak,
-            colorbar={"x": 0.43, "thickness": 10, "title": f"gain ({unit})"},
+            colorbar={"x": bar_x[1], "thickness": 10, "title": f"gain ({unit})"},
             hoverinfo="skip",
         ),
         row=1,
@@ -87,14 +91,29 @@ def sweep_heatmaps(result: SweepResult) -> go.Figure:
             colorscale="Oranges",
             zmin=1,
             zmax=ratio_top,
-            colorbar={"thickness": 10, "title": "perplexity (× unsteered)"},
+            colorbar={"thickness": 10, "title": "perplexity (× unsteered)", **({"x": bar_x[2]} if bar_x[2] else {})},
             hoverinfo="skip",
         ),
         row=1,
         col=2,
     )
+    if panels == 3:
+        fig.add_trace(
+            go.Heatmap(
+                z=kl,
+                x=columns,
+                y=rows,
+                colorscale="Purples",
+                zmin=0,
+                zmax=kl_top,
+                colorbar={"thickness": 10, "title": "KL (nats)"},
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=3,
+        )
     cells = [(i, j) for i in range(len(rows)) for j in range(len(columns))]
-    for col, values in ((1, gain), (2, ratio)):
+    for col, values in ((1, gain), (2, ratio), (3, kl))[:panels]:
         scale, low, high, reverse = scales[col]
         backgrounds = cell_colours(np.array([values[i, j] for i, j in cells]), scale, low, high, reverse=reverse)
         fig.add_trace(
@@ -105,7 +124,7 @@ def sweep_heatmaps(result: SweepResult) -> go.Figure:
                 text=[_cell_text(col, values[i, j], reliable[i, j]) for i, j in cells],
                 textfont={"size": 11, "color": [readable_on(colour) for colour in backgrounds]},
                 marker={"size": 30, "symbol": "square", "color": "rgba(0,0,0,0)"},
-                customdata=[[gain[i, j], ratio[i, j]] for i, j in cells],
+                customdata=[[gain[i, j], ratio[i, j], kl[i, j]] for i, j in cells],
                 hovertemplate=CELL_HOVER,
                 showlegend=False,
             ),
@@ -128,9 +147,10 @@ def pareto_plot(result: SweepResult) -> go.Figure:
             y=[sign * (c.behaviour - base) for c in result.cells],
             mode="markers",
             text=[f"L{c.layer}, coefficient {c.coefficient:g}" for c in result.cells],
+            customdata=[c.kl for c in result.cells],
             marker={"color": "#9a93e6", "size": 9},
             name="settings",
-            hovertemplate="%{text}<br>gain %{y:+.3f}<br>perplexity x%{x:.2f}<extra></extra>",
+            hovertemplate="%{text}<br>gain %{y:+.3f}<br>perplexity x%{x:.2f}<br>KL %{customdata:.3f} nats<extra></extra>",
         )
     )
     front = result.pareto_front()

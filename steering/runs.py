@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal, get_args
@@ -62,43 +63,45 @@ def behaviour_scorer(model: LoadedModel, name: str, reward_model: RewardModel | 
     return SCORERS[name]
 
 
-def _normalise(spec: RunSpec, **values) -> None:
+def normalise_fields(spec: RunSpec, **values) -> None:
     """Store settings in one canonical form (tuples, floats) so equal settings give equal digests."""
     for name, value in values.items():
         object.__setattr__(spec, name, value)
 
 
-def _check_scorer(scorer: str, reward_model: RewardModel | None) -> None:
+def check_scorer(scorer: str, reward_model: RewardModel | None) -> None:
     check_choice("scorer", scorer, SCORER_NAMES)
     if scorer == "reward" and reward_model is None:
         raise InputError(_NO_REWARD_MODEL)
 
 
-def _check_prompts(prompts: Sequence[str]) -> tuple[str, ...]:
+def check_prompts(prompts: Sequence[str]) -> tuple[str, ...]:
     return check_texts("prompts", prompts, max_items=MAX_PROMPTS)
 
 
-def _check_layer(vector: SteeringVector, layers: Sequence[int]) -> None:
+def check_vector_layers(vector: SteeringVector, layers: Sequence[int]) -> None:
     missing = [layer for layer in layers if layer not in vector.layers]
     if missing:
         raise InputError(f"The vector has no direction at layer(s) {missing}; make it at those layers first.")
 
 
-def _check_sampling(max_new_tokens: int, temperature: float) -> None:
+def check_sampling(max_new_tokens: int, temperature: float) -> None:
     check_count("number of new tokens", max_new_tokens, high=MAX_NEW_TOKENS)
     check_finite("temperature", temperature, low=0.0)
 
 
-def _joined(parts: Sequence[TextScores]) -> TextScores:
+def joined_scores(parts: Sequence[TextScores]) -> TextScores:
     if len(parts) == 1:
         return parts[0]
     counts = [p.token_counts for p in parts]
+    kls = [p.kl for p in parts]
     return TextScores(
         texts=tuple(text for p in parts for text in p.texts),
         behaviour=np.concatenate([p.behaviour for p in parts]),
         perplexity=np.concatenate([p.perplexity for p in parts]),
         distinct2=np.concatenate([p.distinct2 for p in parts]),
         token_counts=None if any(c is None for c in counts) else np.concatenate(counts),
+        kl=None if any(k is None for k in kls) else np.concatenate(kls),
     )
 
 
@@ -137,7 +140,7 @@ def evaluate_in_steps(
         report(k / len(steps), f"Unsteered, {where}")
         seed_here = seed + first * n_samples
         grouped = generate_batch(model, list(chunk), seed=seed_here, hooks=None, **options)
-        unsteered = score_texts(model, [g for group in grouped for g in group], scorer)
+        unsteered = score_texts(model, [g for group in grouped for g in group], scorer, kl_hooks=())
         report((k + 0.5) / len(steps), f"Steered, {where}")
         part = evaluate(
             model, vector, layer, coefficient, scorer, prompts=chunk, seed=seed_here, positions=positions,
@@ -147,7 +150,9 @@ def evaluate_in_steps(
         steered.append(part.steered)
     report(1.0, f"Done: {len(prompts)} prompt{'s' if len(prompts) > 1 else ''}")
     seconds = time.perf_counter() - start
-    return Evaluation(layer, float(coefficient), tuple(prompts), _joined(plain), _joined(steered), scorer.name, seconds)
+    return Evaluation(
+        layer, float(coefficient), tuple(prompts), joined_scores(plain), joined_scores(steered), scorer.name, seconds
+    )
 
 
 def batch_summary(evaluation: Evaluation, unit: str) -> str:
@@ -155,13 +160,15 @@ def batch_summary(evaluation: Evaluation, unit: str) -> str:
 
     Example:
         >>> batch_summary(batch, "VADER compound")
-        '40 prompts in 12.3 s: mean behaviour gain +0.214 VADER compound, mean perplexity ratio ×1.35 (steered ÷ unsteered).'
+        '40 prompts in 12.3 s: mean behaviour gain +0.214 VADER compound, mean perplexity ratio ×1.35 (steered ÷ unsteered), \
+mean KL 0.082 nats.'
     """
     n = len(evaluation.prompts)
+    kl = "" if math.isnan(evaluation.kl) else f", mean KL {evaluation.kl:.3f} nats"  # NaN: not measured (old records)
     return (
         f"{n} prompt{'s' if n != 1 else ''} in {evaluation.seconds:.1f} s: mean behaviour gain "
         f"{evaluation.behaviour_gain:+.3f} {unit}, mean perplexity ratio ×{evaluation.perplexity_ratio:.2f} "
-        "(steered ÷ unsteered)."
+        f"(steered ÷ unsteered){kl}."
     )
 
 
@@ -186,13 +193,13 @@ class SteeringEvaluation(RunSpec):
     positions: Positions = default_of(evaluate, "positions")
 
     def __post_init__(self) -> None:
-        _check_layer(self.vector, [self.layer])
+        check_vector_layers(self.vector, [self.layer])
         check_finite("coefficient", self.coefficient)
-        _check_scorer(self.scorer, self.reward_model)
+        check_scorer(self.scorer, self.reward_model)
         check_count("number of samples", self.n_samples, high=MAX_SAMPLES)
-        _check_sampling(self.max_new_tokens, self.temperature)
+        check_sampling(self.max_new_tokens, self.temperature)
         check_choice("positions", self.positions, POSITION_MODES)
-        _normalise(self, coefficient=float(self.coefficient), prompts=_check_prompts(self.prompts))
+        normalise_fields(self, coefficient=float(self.coefficient), prompts=check_prompts(self.prompts))
 
     def run(self, model: LoadedModel, progress: Progress | None = None) -> Evaluation:
         return evaluate_in_steps(
@@ -233,11 +240,11 @@ class SteeringBatchEvaluation(RunSpec):
     seed: int = default_of(evaluate, "seed")
 
     def __post_init__(self) -> None:
-        _check_layer(self.vector, [self.layer])
+        check_vector_layers(self.vector, [self.layer])
         check_finite("coefficient", self.coefficient)
-        _check_scorer(self.scorer, self.reward_model)
-        _check_sampling(self.max_new_tokens, self.temperature)
-        _normalise(self, coefficient=float(self.coefficient), prompts=_check_prompts(self.prompts))
+        check_scorer(self.scorer, self.reward_model)
+        check_sampling(self.max_new_tokens, self.temperature)
+        normalise_fields(self, coefficient=float(self.coefficient), prompts=check_prompts(self.prompts))
 
     def run(self, model: LoadedModel, progress: Progress | None = None) -> Evaluation:
         return evaluate_in_steps(
@@ -279,21 +286,21 @@ class SteeringSweep(RunSpec):
     def __post_init__(self) -> None:
         if not self.layers:
             raise InputError("Choose at least one layer to sweep.")
-        _check_layer(self.vector, self.layers)
+        check_vector_layers(self.vector, self.layers)
         if not self.coefficients:
             raise InputError("Give at least one coefficient, like 1, 2, 3.")
         for coefficient in self.coefficients:
             check_finite("coefficient", coefficient)
-        _check_scorer(self.scorer, self.reward_model)
+        check_scorer(self.scorer, self.reward_model)
         check_count("number of samples", self.n_samples, high=MAX_SAMPLES)
-        _check_sampling(self.max_new_tokens, self.temperature)
+        check_sampling(self.max_new_tokens, self.temperature)
         check_choice("goal", self.goal, get_args(Goal))
         check_finite("perplexity limit", self.max_perplexity_ratio, low=1.0)
-        _normalise(
+        normalise_fields(
             self,
             layers=tuple(int(layer) for layer in self.layers),
             coefficients=tuple(float(c) for c in self.coefficients),
-            prompts=_check_prompts(self.prompts),
+            prompts=check_prompts(self.prompts),
             max_perplexity_ratio=float(self.max_perplexity_ratio),
         )
 

@@ -56,11 +56,11 @@ from steering.runs import (
     MAX_SAMPLES,
     Positions,
     ScorerName,
-    _check_layer,
-    _check_prompts,
-    _check_sampling,
-    _check_scorer,
     behaviour_scorer,
+    check_prompts,
+    check_sampling,
+    check_scorer,
+    check_vector_layers,
 )
 from steering.scores import Scorer
 from steering.sweep import MAX_PERPLEXITY_RATIO, NEUTRAL_PROMPTS, Evaluation, TextScores, score_texts
@@ -581,7 +581,7 @@ class SteeringSearch(RunSpec):
 
     def __post_init__(self) -> None:
         layers = tuple(int(layer) for layer in (self.layers or self.vector.layers))
-        _check_layer(self.vector, layers)
+        check_vector_layers(self.vector, layers)
         modes = tuple(dict.fromkeys(self.modes))
         if isinstance(self.modes, str) or not modes:
             raise InputError(f"Choose the modes to search as a list, from {', '.join(SEARCH_MODES)}.")
@@ -601,13 +601,13 @@ class SteeringSearch(RunSpec):
             check_choice("direction", direction, SEARCH_DIRECTIONS)
         coefficients = _check_range("coefficient", self.coefficient_range, low=1e-6)
         angles = _check_range("angle (degrees)", self.angle_range, low=0.0, high=180.0)
-        _check_scorer(self.scorer, self.reward_model)
-        prompts = _check_prompts(self.prompts)
+        check_scorer(self.scorer, self.reward_model)
+        prompts = check_prompts(self.prompts)
         split_prompts(prompts, self.held_out_fraction, self.seed)  # says now, not after the baseline, if it is too small
         check_count("number of trials", self.n_trials, high=MAX_TRIALS)
         check_finite("perplexity limit", self.max_perplexity_ratio, low=1.0)
         check_count("number of samples", self.n_samples, high=MAX_SAMPLES)
-        _check_sampling(self.max_new_tokens, self.temperature)
+        check_sampling(self.max_new_tokens, self.temperature)
         check_choice("positions", self.positions, POSITION_MODES)
         if self.storage_path is not None:
             folder = os.path.dirname(os.path.abspath(self.storage_path))

@@ -2,7 +2,8 @@
 
 An evaluation samples continuations of a set of prompts with fixed seeds, unsteered and steered
 (the same seeds, so the two differ only by the steering), and scores both: the behaviour with an
-independent scorer, the damage by perplexity under the unsteered model and by distinct-2. A sweep
+independent scorer, the damage by perplexity under the unsteered model, by distinct-2, and by the mean
+KL(unsteered ‖ steered) of the next-token distributions over the steered text (:mod:`steering.kl`). A sweep
 does that for every layer x coefficient cell, finds the Pareto front (more behaviour, less
 damage), and recommends the setting with the largest behaviour gain whose perplexity stays
 within a limit (2x the unsteered text's by default) and whose repetition does not collapse.
@@ -19,8 +20,11 @@ import numpy as np
 
 from interp.errors import InputError
 from interp.generation import Generation, generate_batch
+from interp.hooks import HookSpec
 from interp.loading import LoadedModel
+from interp.validation import MAX_TEXTS
 from steering.apply import steering_hooks
+from steering.kl import mean_kl_batched
 from steering.scores import Scorer, distinct_n, perplexity
 from steering.vector import SteeringVector
 
@@ -50,13 +54,18 @@ NEUTRAL_PROMPTS = (
 
 @dataclasses.dataclass(frozen=True)
 class TextScores:
-    """Samples and their scores for one setting."""
+    """Samples and their scores for one setting.
+
+    ``kl`` is each sample's mean KL(unsteered ‖ steered) over its generated positions, in nats (NaN for an empty
+    sample; 0 for unsteered samples); None where it was not measured (records kept before it existed).
+    """
 
     texts: tuple[str, ...]
     behaviour: np.ndarray
     perplexity: np.ndarray
     distinct2: np.ndarray
     token_counts: np.ndarray | None = None
+    kl: np.ndarray | None = None
 
     @property
     def mean_behaviour(self) -> float:
@@ -74,6 +83,15 @@ class TextScores:
     @property
     def mean_distinct2(self) -> float:
         return float(np.mean(self.distinct2))
+
+    @property
+    def mean_kl(self) -> float:
+        """Mean KL(unsteered ‖ steered) over the samples with tokens (each sample counts once), in nats; NaN if not
+        measured."""
+        if self.kl is None:
+            return math.nan
+        finite = self.kl[np.isfinite(self.kl)]
+        return float(np.mean(finite)) if finite.size else math.nan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +115,11 @@ class Evaluation:
         return self.steered.mean_perplexity / self.unsteered.mean_perplexity
 
     @property
+    def kl(self) -> float:
+        """Mean KL(unsteered ‖ steered) of the steered samples' next-token distributions, in nats (NaN: not measured)."""
+        return self.steered.mean_kl
+
+    @property
     def behaviour_is_reliable(self) -> bool:
         """False when the steered text is so damaged (see :func:`behaviour_is_reliable`) that its score means little."""
         return behaviour_is_reliable(self.perplexity_ratio)
@@ -115,6 +138,7 @@ class Evaluation:
                 "behaviour_steered": self.steered.behaviour,
                 "perplexity_unsteered": self.unsteered.perplexity,
                 "perplexity_steered": self.steered.perplexity,
+                "kl_steered": np.full(len(self.steered.texts), np.nan) if self.steered.kl is None else self.steered.kl,
             }
         )
 
@@ -126,14 +150,32 @@ def _samples(model, prompts, hooks, *, n_samples, max_new_tokens, temperature, s
     return [g for group in grouped for g in group]
 
 
-def score_texts(model: LoadedModel, samples: Sequence[Generation], scorer: Scorer) -> TextScores:
+def score_texts(
+    model: LoadedModel, samples: Sequence[Generation], scorer: Scorer, *, kl_hooks: HookSpec | None = None
+) -> TextScores:
+    """Behaviour, perplexity, distinct-2 and (given the hooks that made the samples) KL of each sample.
+
+    Args:
+        kl_hooks: The steering hooks the samples were generated with, to measure KL(unsteered ‖ steered) over each
+            sample's generated positions (two batched teacher-forced passes per sample, :func:`mean_kl_batched`).
+            ``()`` for unsteered samples: KL 0 at no cost. None leaves KL unmeasured (NaN).
+    """
     texts = [g.text for g in samples]
+    kl = None
+    if kl_hooks is not None:
+        kl = np.full(len(samples), np.nan)
+        for first in range(0, len(samples), MAX_TEXTS):  # mean_kl_batched takes at most MAX_TEXTS at once
+            part = samples[first : first + MAX_TEXTS]
+            if any(g.token_ids for g in part):  # all empty: NaN, as mean_kl_batched would refuse them
+                damage = mean_kl_batched(model, [g.prompt_token_ids for g in part], [g.token_ids for g in part], kl_hooks)
+                kl[first : first + len(part)] = damage.per_sample
     return TextScores(
         texts=tuple(texts),
         behaviour=scorer.score(texts),
         perplexity=perplexity(model, [g.prompt for g in samples], [g.token_ids for g in samples]),
         distinct2=distinct_n(texts, 2),
         token_counts=np.array([len(g.token_ids) for g in samples]),
+        kl=kl,
     )
 
 
@@ -152,18 +194,22 @@ def evaluate(
     positions: str = "all",
     unsteered: TextScores | None = None,
 ) -> Evaluation:
-    """Steered vs unsteered samples of ``prompts`` (same seeds) with behaviour and damage scores."""
+    """Steered vs unsteered samples of ``prompts`` (same seeds) with behaviour and damage scores (perplexity,
+    distinct-2, and KL in nats: :attr:`Evaluation.kl`)."""
     start = time.perf_counter()
     options = {"n_samples": n_samples, "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
     if unsteered is None:
-        unsteered = score_texts(model, _samples(model, prompts, None, **options), scorer)
+        unsteered = score_texts(model, _samples(model, prompts, None, **options), scorer, kl_hooks=())
     hooks = steering_hooks(model, vector, coefficient, layers=[layer], positions=positions)
-    steered = score_texts(model, _samples(model, prompts, hooks, **options), scorer)
+    steered = score_texts(model, _samples(model, prompts, hooks, **options), scorer, kl_hooks=hooks)
     return Evaluation(layer, float(coefficient), tuple(prompts), unsteered, steered, scorer.name, time.perf_counter() - start)
 
 
 @dataclasses.dataclass(frozen=True)
 class SweepCell:
+    """One layer x coefficient setting's steered samples, summarised (``kl``: mean KL(unsteered ‖ steered) in nats;
+    NaN in records kept before it was measured)."""
+
     layer: int
     coefficient: float
     behaviour: float
@@ -171,6 +217,7 @@ class SweepCell:
     perplexity_ratio: float
     distinct2: float
     texts: tuple[str, ...]
+    kl: float = math.nan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +234,7 @@ class SweepResult:
     seconds: float
 
     def grid(self, field: str) -> np.ndarray:
-        """``[layer, coefficient]`` array of one cell field (behaviour, perplexity_ratio, distinct2, ...)."""
+        """``[layer, coefficient]`` array of one cell field (behaviour, perplexity_ratio, distinct2, kl, ...)."""
         values = np.full((len(self.layers), len(self.coefficients)), np.nan)
         for cell in self.cells:
             values[self.layers.index(cell.layer), self.coefficients.index(cell.coefficient)] = getattr(cell, field)
@@ -255,6 +302,7 @@ class SweepResult:
                     "perplexity": c.perplexity,
                     "perplexity_ratio": c.perplexity_ratio,
                     "distinct2": c.distinct2,
+                    "kl": c.kl,
                 }
                 for c in self.cells
             ]
@@ -287,7 +335,7 @@ def sweep(
         raise InputError(f"The vector has no direction at layer(s) {missing}; make it at those layers first.")
     start = time.perf_counter()
     options = {"n_samples": n_samples, "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
-    baseline = score_texts(model, _samples(model, prompts, None, **options), scorer)
+    baseline = score_texts(model, _samples(model, prompts, None, **options), scorer, kl_hooks=())
     cells = []
     total = len(layers) * len(coefficients)
     for layer in layers:
@@ -303,6 +351,7 @@ def sweep(
                     steered.mean_perplexity / baseline.mean_perplexity,
                     steered.mean_distinct2,
                     steered.texts,
+                    steered.mean_kl,
                 )
             )
             if progress is not None:
