@@ -1,4 +1,5 @@
-"""Steering: build an activation-addition vector, tune it live, measure the effect and the damage, export it."""
+"""Steering: build a vector, then use it in one of the modes — add it (tune live, sweep, read, export, evaluate on a
+file), only where a condition applies, remove its direction (or the refusal direction), or rotate toward it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import streamlit as st
 from interp.errors import SteerscopeError
 from interp.lens import LogitLensRun
 from interp.prompt_files import read_prompt_file
-from interp.runs import RunSpec
 from interp.spreadsheet import to_csv_bytes
 from interp.tokens import tokenize
 from interp.validation import parse_ints, parse_numbers
@@ -20,9 +20,12 @@ from steering.live import UnsteeredSamples, start_steered
 from steering.make import POSITIONS
 from steering.meaning import LENS_PROBE, READING_HOLDS, layer_cosines, token_effects, token_projections, unembedding_check
 from steering.plots import cosine_heatmap, pareto_plot, sweep_heatmaps, token_effect_bars
+from steering.reliability import per_prompt_effects
 from steering.runs import SteeringBatchEvaluation, SteeringEvaluation, SteeringSweep, batch_summary, behaviour_scorer
 from steering.scores import SCORERS
 from steering.sweep import SweepResult
+from steering.toolkit_plots import pair_consistency_plot
+from steering.toolkit_runs import PairConsistencyCheck, consistency_reading
 from steering.vector import SteeringVector, applied_coefficient, load_vector
 from ui.cached import cached_run, cached_steering_vector, is_cached, store_run
 from ui.engine_status import generation_model
@@ -33,6 +36,8 @@ from ui.progress import run_with_progress
 from ui.records import keep_run
 from ui.render import md_escape, token_chips, warn_unknown_text
 from ui.state import seed_input, trained_reward_model
+from ui.steering_modes import MODES
+from ui.steering_modes.common import START_COEFFICIENT, START_LAYER, start_layer, stored_result
 
 KEY_SOURCE = "steer_source"
 KEY_DATASET = "steer_dataset"
@@ -61,6 +66,7 @@ KEY_BATCH_FILE = "steer_batch_file"
 KEY_BATCH_RUN = "steer_batch_run"
 KEY_BATCH_SPEC = "steer_batch_spec"
 KEY_PROJECT = "steer_projection_prompt"
+KEY_MODE = "steer_mode"
 KEY_LIVE = "steer_live"  # the streaming samples: their Stop button and the text they showed (ui/live.py)
 SOURCES = {
     "dataset": "A built-in dataset",
@@ -69,27 +75,10 @@ SOURCES = {
     "file": "A vector file",
 }
 METHODS = {"mean_difference": "Mean difference (CAA)", "pca": "First principal component (repeng)"}
-# Measured on SmolLM2 with the built-in sentiment vector (docs/PERFORMANCE.md): layer 4, coefficient 3
-# moves VADER both ways by 0.3+ while keeping perplexity within 2x. Where the sliders start, not a run default.
-START_LAYER, START_COEFFICIENT = 4, 3.0
 SWEEP_LAYERS, SWEEP_COEFFICIENTS = (4, 6, 8, 10), "1, 2, 3"
 GOALS = {"raise": "raised", "lower": "lowered", "both": "moved both ways"}
-
-
-def _stored_result(model, key: str, label: str):
-    """The spec kept in the session under ``key`` (a run started by a button) and its result, or (None, None).
-
-    Every rerun asks the cache, so the result stays on screen and only a changed spec recomputes (with a progress bar).
-    """
-    spec: RunSpec | None = st.session_state.get(key)
-    if spec is None:
-        return None, None
-    slot = st.empty()
-    with shown_as_message(label):
-        result = cached_run(model, spec, lambda fraction, message: slot.progress(min(max(fraction, 0.0), 1.0), text=message))
-        slot.empty()
-        return spec, result
-    return None, None  # the run failed: its message is shown
+ADD_MODE = "add"
+MODE_LABELS = {ADD_MODE: "Add", **{mode.name: mode.label for mode in MODES}}
 
 
 def vector_from_file(model) -> SteeringVector | None:
@@ -129,7 +118,8 @@ def vector_from_file(model) -> SteeringVector | None:
     return vector
 
 
-def vector_from_pairs(model, source: str) -> SteeringVector:
+def vector_from_pairs(model, source: str) -> tuple[SteeringVector, ContrastPairs | None, str]:
+    """The vector made from pairs, with the pairs (None for one ActAdd pair) and where activations were read."""
     pairs: ContrastPairs | None = None
     left, right = st.columns(2)
     if source == "dataset":
@@ -162,21 +152,43 @@ def vector_from_pairs(model, source: str) -> SteeringVector:
         )
     with st.spinner("Recording activations at every layer"):
         layers = tuple(range(model.info.n_layers))
-        return cached_steering_vector(model, model.info.weights_sha256, source, key, pairs, method, position, layers)
+        vector = cached_steering_vector(model, model.info.weights_sha256, source, key, pairs, method, position, layers)
+    return vector, pairs, position
 
 
 def vector_section(model) -> SteeringVector | None:
     st.subheader("1 · The vector")
     source = st.radio("Make it from", list(SOURCES), format_func=SOURCES.get, horizontal=True, key=KEY_SOURCE)
-    vector = None
+    vector, pairs, position = None, None, "last"
     with shown_as_message("Building the vector"):
-        vector = vector_from_file(model) if source == "file" else vector_from_pairs(model, source)
+        if source == "file":
+            vector = vector_from_file(model)
+        else:
+            vector, pairs, position = vector_from_pairs(model, source)
     if vector is not None:
         norms = vector.norms().values()
         st.caption(
             f"{md_escape(vector.source)} · {len(vector.layers)} layers · norm at each layer {min(norms):.1f}–{max(norms):.1f}"
         )
+        if pairs is not None and len(pairs) > 1:
+            consistency_line(model, vector, pairs, position)
     return vector
+
+
+def consistency_line(model, vector: SteeringVector, pairs: ContrastPairs, position: str) -> None:
+    """How well the training pairs agree with the vector at the tuned layer: a predictor of how reliably it steers."""
+    layer = st.session_state.get(KEY_LAYER)
+    layer = layer if layer in vector.layers else start_layer(vector.layers)
+    with shown_as_message("Checking the pairs against the vector"):
+        spec = PairConsistencyCheck(pairs, vector.at_layers([layer]), layer, position)
+        consistency = run_with_progress(model, spec, f"Reading {len(pairs)} pairs at layer {layer}")
+        st.markdown(
+            f"**Pair consistency at layer {layer}:** mean cosine {consistency.mean:+.2f} of the {len(pairs)} pairs' "
+            f"differences with the vector (spread {consistency.spread:.2f}, lowest {consistency.minimum:+.2f}) — "
+            f"{consistency_reading(consistency)}"
+        )
+        with st.expander("Each pair's cosine"):
+            st.plotly_chart(pair_consistency_plot(consistency))
 
 
 def tune_section(model, vector: SteeringVector) -> SteeringEvaluation | None:
@@ -300,7 +312,7 @@ def sweep_section(model, vector: SteeringVector, tuned: SteeringEvaluation) -> N
                 vector.at_layers(sorted(layers)), tuple(sorted(layers)), coefficients, tuned.scorer, tuned.reward_model,
                 n_samples=tuned.n_samples,
             )  # fmt: skip
-    spec, swept = _stored_result(generation_model(model), KEY_SWEEP_SPEC, "The sweep")
+    spec, swept = stored_result(generation_model(model), KEY_SWEEP_SPEC, "The sweep")
     if swept is None:
         return
     chart = sweep_heatmaps(swept)
@@ -418,17 +430,49 @@ def batch_section(model, tuned: SteeringEvaluation) -> None:
                         tuned.vector, tuned.layer, tuned.coefficient, tuple(r.prompt for r in prompts.rows), tuned.scorer,
                         tuned.reward_model,
                     )  # fmt: skip
-    spec, batch = _stored_result(generation_model(model), KEY_BATCH_SPEC, "Batch evaluation")
+    spec, batch = stored_result(generation_model(model), KEY_BATCH_SPEC, "Batch evaluation")
     if batch is None:
         return
     frame = batch.to_frame()
-    st.success(md_escape(batch_summary(batch, behaviour_scorer(model, spec.scorer, spec.reward_model).unit)))
+    unit = behaviour_scorer(model, spec.scorer, spec.reward_model).unit
+    st.success(md_escape(batch_summary(batch, unit)))
+    if len(batch.prompts) > 1:
+        effects_line(batch, unit, "raise" if spec.coefficient >= 0 else "lower")
     st.caption(f"{len(frame)} prompts at layer {spec.layer}, coefficient {spec.coefficient:+g}, scored by {batch.scorer}.")
     st.dataframe(frame, hide_index=True)
     st.download_button(
         "Download texts and scores (CSV)", data=to_csv_bytes(frame), file_name="steering_batch.csv", on_click="ignore"
     )
     keep_run(generation_model(model), spec, batch, key="steer_batch_keep", label="the file of prompts")
+
+
+def effects_line(batch, unit: str, goal: str) -> None:
+    """The effect over prompts with its t-interval, and the share of prompts moved the wrong way."""
+    with shown_as_message("Effects per prompt"):
+        effects = per_prompt_effects(batch, goal=goal)
+        st.markdown(
+            f"**Effect per prompt:** mean {effects.mean_effect:+.3f} {md_escape(unit)}, "
+            f"{100 * effects.confidence:.0f}% confidence interval [{effects.low:+.3f}, {effects.high:+.3f}] over "
+            f"{effects.n_prompts} prompts (Student t; each prompt counts once). "
+            f"**{100 * effects.anti_steerable_fraction:.0f}%** of the prompts were moved the wrong way "
+            f"(the goal is to {goal} the score): anti-steerable."
+        )
+
+
+def add_mode(model, vector: SteeringVector) -> None:
+    """Today's sections 2–6: tune, sweep, meaning, export, a file of prompts."""
+    with st.container(border=True):
+        tuned = tune_section(model, vector)
+    if tuned is None:
+        st.stop()
+    with st.container(border=True):
+        sweep_section(model, vector, tuned)
+    with st.container(border=True):
+        meaning_section(model, vector, tuned.layer)
+    with st.container(border=True):
+        export_section(vector, tuned.layer, tuned.coefficient)
+    with st.container(border=True):
+        batch_section(model, tuned)
 
 
 st.title("Steering")
@@ -441,15 +485,15 @@ with st.container(border=True):
     vector = vector_section(model)
 if vector is None:
     st.stop()
-with st.container(border=True):
-    tuned = tune_section(model, vector)
-if tuned is None:
-    st.stop()
-with st.container(border=True):
-    sweep_section(model, vector, tuned)
-with st.container(border=True):
-    meaning_section(model, vector, tuned.layer)
-with st.container(border=True):
-    export_section(vector, tuned.layer, tuned.coefficient)
-with st.container(border=True):
-    batch_section(model, tuned)
+# A link can open a mode directly (/steering?mode=rotate); otherwise the page starts in Add.
+linked_mode = st.query_params.get("mode", ADD_MODE)
+seed_input(KEY_MODE, linked_mode if linked_mode in MODE_LABELS else ADD_MODE, allowed=list(MODE_LABELS))
+mode = st.segmented_control(
+    "Use it to", list(MODE_LABELS), format_func=MODE_LABELS.get, required=True, key=KEY_MODE, persist_state="session"
+)
+if mode == ADD_MODE:
+    add_mode(model, vector)
+else:  # only the chosen mode's section runs: the others compute nothing
+    chosen = next(m for m in MODES if m.name == mode)
+    with st.container(border=True):
+        chosen.draw(model, vector)
