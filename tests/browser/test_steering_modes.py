@@ -92,6 +92,10 @@ def test_search_shows_each_direction_with_its_held_out_numbers(page, tmp_path):
 
 def test_combine_shows_each_behaviour_s_interaction_in_its_unit(page, tmp_path):
     tab = choose_mode(page, "compose", "Combine vectors")
+    samples = tab.get_by_role("spinbutton", name="Samples")
+    samples.fill("1")  # one sample per prompt and condition: the numbers are the same kind, in half the time
+    samples.press("Enter")
+    page.wait_idle(SLOW_CPU_S)
     tab.get_by_role("button", name="Combine", exact=True).click()
     page.wait_idle(SLOW_CPU_S)
     interactions = tab.locator('[data-testid="stMetric"]').filter(has_text="Interaction —")
