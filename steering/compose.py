@@ -54,7 +54,7 @@ from steering.runs import (
     check_scorer,
 )
 from steering.scores import Scorer
-from steering.sweep import NEUTRAL_PROMPTS, TextScores, _samples, score_texts
+from steering.sweep import NEUTRAL_PROMPTS, TextScores, sample_prompts, score_texts
 from steering.vector import SteeringVector
 
 if TYPE_CHECKING:
@@ -274,7 +274,7 @@ def compose(
     for k, (condition, hooks) in enumerate(settings):
         if progress is not None:
             progress(k / len(settings), f"Sampling {condition} ({k + 1} of {len(settings)})")
-        samples = _samples(model, prompts, hooks, **options)
+        samples = sample_prompts(model, prompts, hooks, **options)
         conditions.append(_scored(model, condition, samples, scorers, hooks))
     if progress is not None:
         progress(1.0, "Composition done")

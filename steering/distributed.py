@@ -22,7 +22,7 @@ from steering.runs import (
     behaviour_scorer,
     joined_scores,
 )
-from steering.sweep import Evaluation, SweepCell, SweepResult, TextScores, _samples, evaluate, score_texts
+from steering.sweep import Evaluation, SweepCell, SweepResult, TextScores, evaluate, sample_prompts, score_texts
 
 Progress = Callable[[float, str], None]
 
@@ -70,7 +70,7 @@ def _options(spec: SteeringSweep) -> dict[str, float]:
 def _sweep_baseline(model: LoadedModel, spec: SteeringSweep) -> tuple[TextScores, str]:
     """The unsteered samples of the prompts, scored as :func:`steering.sweep.sweep` makes them, and the scorer's name."""
     scorer = behaviour_scorer(model, spec.scorer, spec.reward_model)
-    samples = _samples(model, spec.prompts, None, **_options(spec))
+    samples = sample_prompts(model, spec.prompts, None, **_options(spec))
     return score_texts(model, samples, scorer, kl_hooks=()), scorer.name
 
 

@@ -143,7 +143,7 @@ class Evaluation:
         )
 
 
-def _samples(model, prompts, hooks, *, n_samples, max_new_tokens, temperature, seed) -> list[Generation]:
+def sample_prompts(model, prompts, hooks, *, n_samples, max_new_tokens, temperature, seed) -> list[Generation]:
     grouped = generate_batch(
         model, list(prompts), max_new_tokens=max_new_tokens, n_samples=n_samples, temperature=temperature, seed=seed, hooks=hooks
     )
@@ -199,9 +199,9 @@ def evaluate(
     start = time.perf_counter()
     options = {"n_samples": n_samples, "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
     if unsteered is None:
-        unsteered = score_texts(model, _samples(model, prompts, None, **options), scorer, kl_hooks=())
+        unsteered = score_texts(model, sample_prompts(model, prompts, None, **options), scorer, kl_hooks=())
     hooks = steering_hooks(model, vector, coefficient, layers=[layer], positions=positions)
-    steered = score_texts(model, _samples(model, prompts, hooks, **options), scorer, kl_hooks=hooks)
+    steered = score_texts(model, sample_prompts(model, prompts, hooks, **options), scorer, kl_hooks=hooks)
     return Evaluation(layer, float(coefficient), tuple(prompts), unsteered, steered, scorer.name, time.perf_counter() - start)
 
 
@@ -335,7 +335,7 @@ def sweep(
         raise InputError(f"The vector has no direction at layer(s) {missing}; make it at those layers first.")
     start = time.perf_counter()
     options = {"n_samples": n_samples, "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
-    baseline = score_texts(model, _samples(model, prompts, None, **options), scorer, kl_hooks=())
+    baseline = score_texts(model, sample_prompts(model, prompts, None, **options), scorer, kl_hooks=())
     cells = []
     total = len(layers) * len(coefficients)
     for layer in layers:
