@@ -12,8 +12,9 @@ import streamlit as st
 from interp.loading import LoadedModel
 from interp.runs import RunSpec
 from steering.vector import SteeringVector
-from ui.cached import cached_run
+from ui.cached import cached_run, is_cached
 from ui.errors import shown_as_message
+from ui.live import stop_requested
 
 # Measured on SmolLM2 with the built-in sentiment vector (docs/PERFORMANCE.md): layer 4, coefficient 3 moves VADER both
 # ways by 0.3+ while keeping perplexity within 2x. Where the sliders start, not a run default.
@@ -59,3 +60,20 @@ def stored_result(model: LoadedModel, key: str, label: str) -> tuple[RunSpec | N
         slot.empty()
         return spec, result
     return None, None  # the run failed: its message is shown
+
+
+def stoppable_result(model: LoadedModel, key_spec: str, key_run: str, label: str) -> tuple[RunSpec | None, Any]:
+    """:func:`stored_result` with a Stop button while it computes.
+
+    Stop (like any click) ends this script run at the run's next progress report; the spec is then dropped, so the
+    rerun shows that it stopped instead of starting the run again.
+    """
+    if stop_requested(key_run) and st.session_state.pop(key_spec, None) is not None:
+        st.info(f"{label} stopped; what it had done is not kept. Press the button to start it again.")
+    spec = st.session_state.get(key_spec)
+    stop = st.empty()
+    if spec is not None and not is_cached(model, spec):
+        stop.button("Stop", key=f"{key_run}_stop", help="Stops after the current step.")
+    spec, result = stored_result(model, key_spec, label)
+    stop.empty()
+    return spec, result

@@ -18,8 +18,7 @@ from ui.errors import shown_as_message
 from ui.records import keep_run
 from ui.render import md_escape
 from ui.state import seed_input, trained_reward_model
-from ui.steering_modes.common import START_COEFFICIENT, Mode, as_lines, prompt_lines, start_layer
-from ui.steering_modes.search import stoppable_result
+from ui.steering_modes.common import START_COEFFICIENT, Mode, as_lines, prompt_lines, start_layer, stoppable_result
 
 KEY_LAYER = "steer_compose_layer"
 KEY_COEF = "steer_compose_coefficient"

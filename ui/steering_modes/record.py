@@ -16,8 +16,7 @@ from ui.errors import shown_as_message
 from ui.records import keep_run
 from ui.render import warn_unknown_text
 from ui.state import seed_input
-from ui.steering_modes.common import START_COEFFICIENT, Mode, start_layer
-from ui.steering_modes.search import stoppable_result
+from ui.steering_modes.common import START_COEFFICIENT, Mode, start_layer, stoppable_result
 
 KEY_PROMPT = "steer_record_prompt"
 KEY_LAYER = "steer_record_layer"

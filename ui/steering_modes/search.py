@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
 
 import streamlit as st
 
 from interp.errors import InputError
 from interp.loading import LoadedModel
-from interp.runs import RunSpec
 from interp.spreadsheet import to_csv_bytes
 from steering.runs import behaviour_scorer
 from steering.scores import SCORERS
 from steering.search import DirectionSearch, SearchResult, SteeringSearch, split_prompts
 from steering.search_plots import DAMAGE_TITLES, search_front_plot, unplotted_trials
 from steering.vector import SteeringVector
-from ui.cached import is_cached
 from ui.engine_status import generation_model
 from ui.errors import shown_as_message
-from ui.live import stop_requested
 from ui.records import keep_run
 from ui.state import seed_input, trained_reward_model
-from ui.steering_modes.common import Mode, start_layer, stored_result
+from ui.steering_modes.common import Mode, start_layer, stoppable_result
 
 KEY_LAYERS = "steer_search_layers"
 KEY_TRIALS = "steer_search_trials"
@@ -40,23 +36,6 @@ KEY_DAMAGE = "steer_search_damage"
 START_TRIALS = 6
 DIRECTIONS = {"raise": "Raise the behaviour", "lower": "Lower it"}
 SEARCH_MODES = {"add": "Add (x + c·d)", "angular": "Rotate (angular)"}
-
-
-def stoppable_result(model: LoadedModel, key_spec: str, key_run: str, label: str) -> tuple[RunSpec | None, Any]:
-    """:func:`~ui.steering_modes.common.stored_result` with a Stop button while it computes.
-
-    Stop (like any click) ends this script run at the run's next progress report; the spec is then dropped, so the
-    rerun shows that it stopped instead of starting the run again.
-    """
-    if stop_requested(key_run) and st.session_state.pop(key_spec, None) is not None:
-        st.info(f"{label} stopped; what it had done is not kept. Press the button to start it again.")
-    spec = st.session_state.get(key_spec)
-    stop = st.empty()
-    if spec is not None and not is_cached(model, spec):
-        stop.button("Stop", key=f"{key_run}_stop", help="Stops after the current step.")
-    spec, result = stored_result(model, key_spec, label)
-    stop.empty()
-    return spec, result
 
 
 def chosen_layers(layers: list[int]) -> list[int]:
