@@ -72,10 +72,13 @@ def steering_hooks(
 ) -> list[tuple[str, object]]:
     """The ``(hook name, function)`` pairs that add the vectors; for :func:`interp.intervene` or ``hooks=``."""
     additions = steering_additions(model, vectors, coefficients, layers=layers, positions=positions)
-    return [(a.hook_name, _adder(a.delta.to(model.device), a.positions)) for a in additions]
+    return [(a.hook_name, addition_hook(a.delta.to(model.device), a.positions)) for a in additions]
 
 
-def _adder(delta: torch.Tensor, positions: str):
+def addition_hook(delta: torch.Tensor, positions: str):
+    """The hook that adds ``delta`` (one layer's coefficient × direction) at ``positions`` ("all", "prompt" or
+    "generated", told apart by the site's offset into a KV-cached generation); composition adds a sum with it."""
+
     def add(activation: torch.Tensor, site: HookSite) -> torch.Tensor | None:
         if positions == "prompt" and site.position_offset > 0:
             return None

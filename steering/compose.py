@@ -41,8 +41,8 @@ from interp.loading import LoadedModel
 from interp.runs import Progress, RunSpec, check_choice, check_count, default_of
 from interp.validation import check_finite
 
-# _adder is the position-aware addition steering_hooks uses; the summed vector must act exactly as one addition does
-from steering.apply import POSITION_MODES, _adder, steering_additions, steering_hooks
+# addition_hook is the position-aware addition steering_hooks uses; the summed vector must act exactly as one addition does
+from steering.apply import POSITION_MODES, addition_hook, steering_additions, steering_hooks
 from steering.runs import (
     MAX_SAMPLES,
     SCORER_NAMES,
@@ -216,7 +216,7 @@ def summed_hooks(
         for addition in steering_additions(model, vector, coefficient, layers=list(chosen), positions=positions):
             total = totals.get(addition.hook_name)
             totals[addition.hook_name] = addition.delta if total is None else total + addition.delta
-    return [(name, _adder(delta.to(model.device), positions)) for name, delta in totals.items()]
+    return [(name, addition_hook(delta.to(model.device), positions)) for name, delta in totals.items()]
 
 
 def compose(

@@ -21,7 +21,6 @@ import contextlib
 import ctypes
 import dataclasses
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import numpy as np
 
 from interp.errors import InputError
 from interp.validation import check_finite
+from steering.vector import read_control_vector
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,28 +62,17 @@ def control_vector_data(data: bytes, n_embd: int, n_layer: int, *, strength: flo
     Returns:
         float32 ``[(n_layer - 1) * n_embd]``.
     """
-    import gguf
-
     check_finite("strength", float(strength))
-    with tempfile.NamedTemporaryFile(suffix=".gguf") as handle:
-        handle.write(data)
-        handle.flush()
-        try:
-            reader = gguf.GGUFReader(handle.name)
-        except Exception as exc:  # gguf raises ValueError/struct errors for bad files
-            raise InputError(f"Not a readable control-vector GGUF file ({exc}).") from None
-        buffer = np.zeros(((n_layer - 1), n_embd), dtype=np.float32)
-        for tensor in reader.tensors:
-            prefix, _, index = tensor.name.partition(".")
-            if prefix != "direction" or not index.isdigit() or not 1 <= int(index) < n_layer:
-                raise InputError(
-                    f"Tensor {tensor.name!r}: llama.cpp takes direction.N with N in 1..{n_layer - 1} (the block whose output "
-                    "it is added to)."
-                )
-            row = np.asarray(tensor.data, dtype=np.float32).reshape(-1)
-            if row.shape[0] != n_embd:
-                raise InputError(f"Tensor {tensor.name!r} is {row.shape[0]} wide but the model's n_embd is {n_embd}.")
-            buffer[int(index) - 1] += row * np.float32(strength)  # llama.cpp sums repeated files the same way
+    buffer = np.zeros(((n_layer - 1), n_embd), dtype=np.float32)
+    for block, row in read_control_vector("The control-vector file", data).rows.items():
+        if not 1 <= block < n_layer:
+            raise InputError(
+                f"Tensor 'direction.{block}': llama.cpp takes direction.N with N in 1..{n_layer - 1} (the block whose "
+                "output it is added to)."
+            )
+        if row.shape[0] != n_embd:
+            raise InputError(f"Tensor 'direction.{block}' is {row.shape[0]} wide but the model's n_embd is {n_embd}.")
+        buffer[block - 1] = row * np.float32(strength)
     return buffer.reshape(-1)
 
 

@@ -116,9 +116,13 @@ class SearchTrial:
         """The coefficient of an additive trial, the angle (degrees) of an angular one."""
         return self.coefficient if self.mode == "add" else self.angle
 
+    def strength_text(self) -> str:
+        """The signed strength as a reader writes it: ``"−2.25"`` (a coefficient) or ``"+40°"`` (an angle)."""
+        return signed(self.coefficient) if self.mode == "add" else f"{signed(self.angle)}°"
+
     def describe(self) -> str:
-        """E.g. ``"layer 4, add ×3.2"`` or ``"layer 4, angular −40°"``."""
-        how = f"add ×{self.coefficient:.3g}" if self.mode == "add" else f"angular {self.angle:+.3g}°"
+        """E.g. ``"layer 4, add 3.2 × the vector"`` or ``"layer 4, rotate −40°"``."""
+        how = f"add {signed(self.coefficient)} × the vector" if self.mode == "add" else f"rotate {signed(self.angle)}°"
         return f"layer {self.layer}, {how}"
 
 
@@ -205,6 +209,11 @@ class SearchResult:
                     }
                 )
         return pd.DataFrame(rows)
+
+
+def signed(value: float) -> str:
+    """``value`` to 3 significant figures with its sign, a true minus (−2.25, +3.2), so "add −2.25" reads as one number."""
+    return f"{value:+.3g}".replace("-", "\u2212")
 
 
 def split_prompts(prompts: Sequence[str], held_out_fraction: float, seed: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -503,7 +512,7 @@ def _run_study(
         gain = _toward(steered.mean_behaviour - baseline.mean_behaviour, direction)
         study.tell(trial, [gain if math.isfinite(gain) else -math.inf, _ratio(steered, baseline)])
         done += 1
-        how = f"add ×{sign * magnitude:.3g}" if mode == "add" else f"angular {sign * magnitude:+.3g}°"
+        how = f"add {signed(sign * magnitude)}" if mode == "add" else f"rotate {signed(sign * magnitude)}°"
         report(done, f"{name}: trial {done} of {n_trials} (layer {layer}, {how}): gain {gain:+.3f}")
     finished = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
     trials = [_frozen_trial(t, direction) for t in finished[:n_trials]]  # a larger study read with a smaller n_trials

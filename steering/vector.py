@@ -367,11 +367,31 @@ def _stack_rows(name: str, rows: list[torch.Tensor], layers: Sequence[int]) -> t
     return torch.stack(rows)
 
 
-def _from_gguf(name: str, data: bytes, model: LoadedModel | None, layers: list[int] | None = None) -> SteeringVector:
+@dataclasses.dataclass(frozen=True)
+class ControlVectorFile:
+    """The contents of a llama.cpp control-vector GGUF file.
+
+    Attributes:
+        rows: Block number → its float32 direction (``direction.N``: added to block N's output), blocks in order;
+            a block named twice holds the sum, as llama.cpp adds repeated tensors.
+        model_hint: ``controlvector.model_hint`` ("" where the file has none).
+    """
+
+    rows: dict[int, np.ndarray]
+    model_hint: str
+
+
+def read_control_vector(name: str, data: bytes) -> ControlVectorFile:
+    """Parse a control-vector GGUF file (the one reader both the import and the llama.cpp check use).
+
+    Raises InputError, naming ``name``, for a file gguf cannot read, another GGUF kind (a model), a tensor that is not
+    ``direction.N`` of plain numbers, or a file with no directions.
+    """
     import tempfile
 
     import gguf
 
+    rows: dict[int, np.ndarray] = {}
     with tempfile.NamedTemporaryFile(suffix=".gguf") as handle:
         handle.write(data)
         handle.flush()
@@ -382,28 +402,32 @@ def _from_gguf(name: str, data: bytes, model: LoadedModel | None, layers: list[i
         architecture = _gguf_string(reader, "general.architecture")
         if architecture != "controlvector":
             raise InputError(f"{name} is a GGUF file of a '{architecture}' model, not a llama.cpp control vector.")
-        blocks, rows = [], []
         for tensor in reader.tensors:
-            if tensor.name.startswith("direction."):
-                block = tensor.name.split(".", 1)[1]
-                if not block.isdigit():
-                    raise InputError(f"{name}: tensor {tensor.name!r} should be named direction.N with N a block number.")
-                blocks.append(int(block))
-                try:
-                    rows.append(torch.tensor(np.array(tensor.data, dtype=np.float32).reshape(-1)))
-                except (TypeError, ValueError) as exc:
-                    raise InputError(f"{name}: tensor {tensor.name!r} does not hold plain numbers ({exc}).") from None
+            prefix, _, block = tensor.name.partition(".")
+            if prefix != "direction" or not block.isdigit():
+                raise InputError(f"{name}: tensor {tensor.name!r} should be named direction.N with N a block number.")
+            try:
+                row = np.array(tensor.data, dtype=np.float32).reshape(-1)
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"{name}: tensor {tensor.name!r} does not hold plain numbers ({exc}).") from None
+            if int(block) in rows and rows[int(block)].shape != row.shape:
+                raise InputError(f"{name}: tensor {tensor.name!r} is named twice with different widths.")
+            rows[int(block)] = rows[int(block)] + row if int(block) in rows else row
         hint = _gguf_string(reader, "controlvector.model_hint") or ""
-    if not blocks:
+    if not rows:
         raise InputError(f"{name} holds no direction.N tensors.")
-    order = np.argsort(blocks)
-    layers = tuple(blocks[i] for i in order)  # llama.cpp adds direction.il to block il's output: resid_post
-    directions = _stack_rows(name, [rows[i] for i in order], layers)
+    return ControlVectorFile(dict(sorted(rows.items())), hint)
+
+
+def _from_gguf(name: str, data: bytes, model: LoadedModel | None, layers: list[int] | None = None) -> SteeringVector:
+    parsed = read_control_vector(name, data)
+    layers = tuple(parsed.rows)  # llama.cpp adds direction.il to block il's output: resid_post
+    directions = _stack_rows(name, [torch.from_numpy(row) for row in parsed.rows.values()], layers)
     return SteeringVector(
         layers=layers,
         directions=directions,
         hook_point="resid_post",
-        model_name=hint,
+        model_name=parsed.model_hint,
         d_model=directions.shape[1],
         method="import",
         source=f"llama.cpp control vector {name}",

@@ -76,7 +76,7 @@ def test_search_shows_each_direction_with_its_held_out_numbers(page, tmp_path):
     page.wait_idle(SLOW_CPU_S)
     tab.get_by_role("button", name="Search", exact=True).click()
     page.wait_idle(SLOW_CPU_S)
-    tab.get_by_text("trials and the held-out checks in").wait_for()
+    tab.get_by_text(re.compile(r"\d+ trials? and the held-out checks in")).wait_for()
     for direction in ("Raise the behaviour", "Lower it"):
         tab.get_by_text(direction, exact=True).first.wait_for()
     charts = tab.locator('[data-testid="stPlotlyChart"]').filter(visible=True)  # section 1's chart is folded away

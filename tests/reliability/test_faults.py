@@ -360,7 +360,7 @@ def _embedding_replacement(model):
 
 # (what is run, the hook function that fails — its qualified name — and at which of its calls)
 HOOK_KINDS = {
-    "steering": (_steered_generation, "_adder.<locals>.add", 3),  # the third: mid-generation, with a KV cache
+    "steering": (_steered_generation, "addition_hook.<locals>.add", 3),  # the third: mid-generation, with a KV cache
     "ablation": (_ablation, "ablate.<locals>.make.<locals>.replace", 1),
     "activation patching": (_activation_patching, "replacement_hooks.<locals>.make.<locals>.replace", 1),
     "attribution patching": (_attribution_patching, "attribution_patch.<locals>.keep", 1),

@@ -111,6 +111,10 @@ def draw(model: LoadedModel, vector: SteeringVector) -> None:
     keep_run(gen, spec, result, key="steer_search_keep", label="the search")
 
 
+def _count(n: int, one: str, many: str = "") -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def show(result: SearchResult, unit: str) -> None:
     damage = st.radio(
         "Damage axis", list(DAMAGE_TITLES), format_func=lambda d: "perplexity ratio" if d == "perplexity_ratio" else "KL",
@@ -121,7 +125,7 @@ def show(result: SearchResult, unit: str) -> None:
             show_direction(search, result, unit, damage)
     n_trials = sum(len(s.trials) for s in result.searches)
     st.caption(
-        f"{n_trials} trials and the held-out checks in {result.seconds:.0f} s "
+        f"{_count(n_trials, 'trial')} and the held-out checks in {result.seconds:.0f} s "
         f"({result.seconds / max(n_trials, 1):.1f} s a trial, held-out checks included); "
         f"{len(result.search_prompts)} search prompts, {len(result.held_out_prompts)} held out; unsteered search prompts "
         f"score {result.baseline.mean_behaviour:+.3f} {unit}."
@@ -138,7 +142,7 @@ def show_direction(search: DirectionSearch, result: SearchResult, unit: str, dam
     st.plotly_chart(search_front_plot(search, result.scorer, result.max_perplexity_ratio, damage))
     left_out = unplotted_trials(search, damage)
     if left_out:
-        st.caption(f"{left_out} trial(s) not drawn: their text could not be scored (infinite perplexity ratio or gain).")
+        st.caption(f"{_count(left_out, 'trial')} not drawn: their text could not be scored (infinite perplexity ratio or gain).")
     chosen, check = search.chosen, search.held_out
     if chosen is None or check is None:
         verb = "raised" if search.direction == "raise" else "lowered"
@@ -151,8 +155,9 @@ def show_direction(search: DirectionSearch, result: SearchResult, unit: str, dam
     setting = st.columns(3)
     setting[0].metric("Layer", f"{chosen.layer}")
     setting[1].metric("Mode", SEARCH_MODES[chosen.mode])
-    strength = f"×{chosen.coefficient:+.3g}" if chosen.mode == "add" else f"{chosen.angle:+.3g}°"
-    setting[2].metric("Strength", strength, help="the coefficient of an addition, the angle of a rotation (degrees)")
+    setting[2].metric(
+        "Strength", chosen.strength_text(), help="the coefficient of an addition (× the vector), the angle of a rotation"
+    )
     held = st.columns(4)
     held[0].metric(
         f"Gain, held out ({unit})", f"{check.gain:+.3f}", f"{chosen.gain:+.3f} on the search prompts", delta_color="off",
@@ -175,7 +180,7 @@ def show_direction(search: DirectionSearch, result: SearchResult, unit: str, dam
     )  # fmt: skip
     st.caption(
         f"Chosen {chosen.describe()} (trial {chosen.number}). Read the held-out numbers: the chosen point is the best of "
-        f"{len(search.trials)} tries on the search prompts, so its search gain is biased upwards."
+        f"{_count(len(search.trials), 'try', 'tries')} on the search prompts, so its search gain is biased upwards."
     )
 
 
