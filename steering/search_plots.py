@@ -35,7 +35,8 @@ def unplotted_trials(search: DirectionSearch, damage: Damage = "perplexity_ratio
 def search_front_plot(
     search: DirectionSearch, scorer: str, max_perplexity_ratio: float, damage: Damage = "perplexity_ratio"
 ) -> go.Figure:
-    """Every trial as behaviour gain against damage (grey), the Pareto front joined, the chosen trial starred.
+    """Every trial as behaviour gain (± one standard error over the search prompts) against damage (grey), the
+    Pareto front joined, the chosen trial (the largest gain − one standard error within the limits) starred.
 
     Args:
         search: One direction's study.
@@ -45,12 +46,13 @@ def search_front_plot(
     """
     figure = go.Figure()
     trials = _shown(search.trials, damage)
-    hover = "%{text}<br>gain %{y:+.3f}<br>perplexity x%{customdata[0]:.2f}<br>KL %{customdata[1]:.3f} nats<extra></extra>"
+    hover = "%{text}<br>gain %{y:+.3f} ± %{customdata[2]:.3f} (one standard error)<br>perplexity x%{customdata[0]:.2f}<br>KL %{customdata[1]:.3f} nats<extra></extra>"
     figure.add_trace(
         go.Scatter(
             x=[_damage(t, damage) for t in trials], y=[t.gain for t in trials], mode="markers", name="trials",
             text=[f"trial {t.number}: {t.describe()}" for t in trials],
-            customdata=[(t.perplexity_ratio, t.kl) for t in trials], marker={"color": "#b5b5b5", "size": 9},
+            customdata=[(t.perplexity_ratio, t.kl, t.gain_se) for t in trials], marker={"color": "#b5b5b5", "size": 9},
+            error_y={"type": "data", "array": [t.gain_se for t in trials], "color": "#d0d0d0", "thickness": 1, "width": 0},
             hovertemplate=hover,
         )
     )  # fmt: skip
@@ -59,7 +61,7 @@ def search_front_plot(
         go.Scatter(
             x=[_damage(t, damage) for t in front], y=[t.gain for t in front], mode="lines+markers", name="Pareto front",
             text=[f"trial {t.number}: {t.describe()}" for t in front],
-            customdata=[(t.perplexity_ratio, t.kl) for t in front], line={"color": "#5b4bdb"},
+            customdata=[(t.perplexity_ratio, t.kl, t.gain_se) for t in front], line={"color": "#5b4bdb"},
             marker={"color": "#5b4bdb", "size": 10}, hovertemplate=hover,
         )
     )  # fmt: skip

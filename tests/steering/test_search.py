@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from interp import InputError, load_model
 from interp.records import RunStore, new_record, replay
@@ -15,7 +16,8 @@ from interp.serialise import dumps, loads
 from steering.angular import angular_hooks
 from steering.kl import mean_kl
 from steering.scores import Scorer
-from steering.search import SteeringSearch, pareto_numbers, search, split_prompts
+from steering.reliability import per_prompt_effects
+from steering.search import SearchTrial, SteeringSearch, choose, pareto_numbers, search, split_prompts
 from steering.sweep import evaluate
 from steering.vector import SteeringVector
 from tests.checkpoints import save_tiny_llama
@@ -90,6 +92,10 @@ def test_the_search_finds_the_planted_layer_and_coefficient_band_in_both_directi
                              n_samples=2, max_new_tokens=12, seed=1)  # fmt: skip
         assert sign * reference.behaviour_gain == pytest.approx(chosen.gain, abs=1e-9)  # the trial is an evaluation
         assert reference.perplexity_ratio == pytest.approx(chosen.perplexity_ratio, rel=1e-6)
+        # its standard error is the per-prompt interval's, by steering.reliability's t-interval over the same prompts
+        effects = per_prompt_effects(reference, goal=direction)
+        t = stats.t.ppf(0.975, effects.n_prompts - 1)
+        assert chosen.gain_se == pytest.approx((effects.high - effects.mean_effect) / t, rel=1e-9)
         assert found.held_out is not None and found.held_out.gain > 0  # it carries over to prompts it never saw
 
 
@@ -181,6 +187,18 @@ def _journal(path):
 def test_the_pareto_front_is_the_non_dominated_points():
     points = [(0, 0.1, 1.0), (1, 0.3, 1.5), (2, 0.2, 1.6), (3, 0.3, 1.4), (4, 0.0, 1.0)]
     assert pareto_numbers(points) == {0, 3}  # 4 ties 0 on damage with less gain; 1 and 2 are beaten by 3
+
+
+def trial(number: int, gain: float, gain_se: float, ratio: float = 1.5, distinct2: float = 0.9) -> SearchTrial:
+    return SearchTrial(number, 4, "add", 3.0, math.nan, 0.0, gain, gain_se, ratio, 0.1, distinct2, False, seconds=1.0)
+
+
+def test_the_choice_prefers_a_reliable_gain_to_a_lucky_one_within_the_limits():
+    lucky, steady = trial(0, 0.50, 0.30), trial(1, 0.35, 0.05)  # lower bounds +0.20 and +0.30
+    too_damaging, collapsed = trial(2, 0.9, 0.01, ratio=2.5), trial(3, 0.9, 0.01, distinct2=0.5)
+    assert choose([lucky, steady, too_damaging, collapsed], limit=2.0, baseline_distinct2=0.9) == steady
+    assert choose([lucky], limit=2.0, baseline_distinct2=0.9) == lucky  # the only gain within the limits
+    assert choose([trial(4, -0.1, 0.0), too_damaging], limit=2.0, baseline_distinct2=0.9) is None  # no gain: nothing
 
 
 def test_the_search_keeps_and_replays_as_a_run(tiny_llama, tmp_path, monkeypatch):

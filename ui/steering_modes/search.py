@@ -179,7 +179,8 @@ def show_direction(search: DirectionSearch, result: SearchResult, unit: str, dam
         help=f"the share of the {effects.n_prompts} held-out prompts moved the wrong way",
     )  # fmt: skip
     st.caption(
-        f"Chosen {chosen.describe()} (trial {chosen.number}). Read the held-out numbers: the chosen point is the best of "
+        f"Chosen {chosen.describe()} (trial {chosen.number}): the largest gain less one standard error over the search "
+        f"prompts ({chosen.gain:+.3f} − {chosen.gain_se:.3f}) within the limits. Read the held-out numbers: it is the best of "
         f"{_count(len(search.trials), 'try', 'tries')} on the search prompts, so its search gain is biased upwards."
     )
 
