@@ -46,7 +46,10 @@ def search_front_plot(
     """
     figure = go.Figure()
     trials = _shown(search.trials, damage)
-    hover = "%{text}<br>gain %{y:+.3f} ± %{customdata[2]:.3f} (one standard error)<br>perplexity x%{customdata[0]:.2f}<br>KL %{customdata[1]:.3f} nats<extra></extra>"
+    hover = (
+        "%{text}<br>gain %{y:+.3f} ± %{customdata[2]:.3f} (one standard error)<br>perplexity x%{customdata[0]:.2f}"
+        "<br>KL %{customdata[1]:.3f} nats<extra></extra>"
+    )
     figure.add_trace(
         go.Scatter(
             x=[_damage(t, damage) for t in trials], y=[t.gain for t in trials], mode="markers", name="trials",

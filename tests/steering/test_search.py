@@ -15,8 +15,8 @@ from interp.records import RunStore, new_record, replay
 from interp.serialise import dumps, loads
 from steering.angular import angular_hooks
 from steering.kl import mean_kl
-from steering.scores import Scorer
 from steering.reliability import per_prompt_effects
+from steering.scores import Scorer
 from steering.search import SearchTrial, SteeringSearch, choose, pareto_numbers, search, split_prompts
 from steering.sweep import evaluate
 from steering.vector import SteeringVector
