@@ -10,7 +10,8 @@ import time
 
 import interp  # noqa: F401  (before torch: it sets the OpenMP defaults, which libgomp reads once when torch loads)
 
-SECTIONS = ["foundation", "attention", "attribution", "circuits", "steering", "rlhf", "engine", "serve", "contention", "llama"]
+SECTIONS = ["foundation", "attention", "attribution", "circuits", "steering", "rlhf", "engine", "serve", "contention"]
+SECTIONS += ["llama", "steering_search"]
 
 
 def main(argv: list[str] | None = None) -> int:
