@@ -11,6 +11,7 @@ import pytest
 
 from steering.record import record_steered
 from steering.scores import SCORERS, Scorer
+from steering.search import split_prompts
 from tests.app.test_state_and_reruns import computed  # noqa: F401 (a fixture)
 from tests.app.test_steering_modes import in_mode, metrics, sentiment_vector
 from ui.cached import cached_run, run_cache
@@ -22,6 +23,13 @@ pytestmark = pytest.mark.real_model  # the app's sidebar loads the default model
 @pytest.fixture()
 def tiny(tiny_llama_dir) -> dict[str, str]:
     return {"model_choice": OTHER_CHOICE, "model_custom_spec": str(tiny_llama_dir)}
+
+
+@pytest.fixture(autouse=True)
+def own_data_folder(monkeypatch, tmp_path):
+    """Each test's own data folder: the Search mode keeps its studies in a journal there, and a study is named by its
+    settings, not by the scorer's code, so a journal shared between tests would resume another scorer's trials."""
+    monkeypatch.setenv("STEERSCOPE_DATA", str(tmp_path / "data"))
 
 
 def errors(app) -> list[str]:
@@ -84,6 +92,35 @@ def test_search_shows_the_front_the_chosen_setting_and_its_held_out_numbers(tiny
     assert len(front["data"][0]["x"]) == 4  # every trial drawn, grey
     app.radio(key="steer_search_damage").set_value("kl").run()
     assert not app.exception and charts(app, "Raise")[0]["data"][0]["x"] == [t.kl for t in search.trials]
+
+
+def test_a_stopped_or_longer_search_continues_from_the_trials_it_finished(tiny, tiny_llama, monkeypatch):
+    sizes = []  # how many texts each scoring call saw: the search prompts' samples or the held-out prompts'
+
+    def score(texts):
+        sizes.append(len(texts))
+        return np.array([zlib.crc32(t.encode()) % 1000 / 1000 for t in texts])
+
+    scored_by(monkeypatch, score)
+    app = in_mode(tiny, "search")
+    app.multiselect(key="steer_search_directions").set_value(["raise"])
+    app.multiselect(key="steer_search_modes").set_value(["add"])
+    app.number_input(key="steer_search_trials").set_value(2)
+    app.button(key="steer_search").click().run()
+    assert not app.exception and not app.error, errors(app)
+    spec = app.session_state["steer_search_spec"]
+    per_search = len(split_prompts(spec.prompts, spec.held_out_fraction, spec.seed)[0]) * spec.n_samples
+    assert sizes.count(per_search) == 3  # the unsteered baseline and 2 trials
+    sizes.clear()
+    app.session_state["steer_search_stop"] = True  # as the Stop button's own rerun has it
+    app.run()
+    assert any("its finished trials are kept" in i.value for i in app.info), [i.value for i in app.info]
+    app.number_input(key="steer_search_trials").set_value(3)
+    app.button(key="steer_search").click().run()
+    assert not app.exception and not app.error, errors(app)
+    assert sizes.count(per_search) == 2  # the baseline and the one new trial: the 2 finished ones came from the journal
+    (search,) = cached_run(tiny_llama, app.session_state["steer_search_spec"]).searches
+    assert [t.number for t in search.trials] == [0, 1, 2]
 
 
 def test_search_explains_bad_settings_and_when_nothing_qualified(tiny, scored_flat):

@@ -62,14 +62,19 @@ def stored_result(model: LoadedModel, key: str, label: str) -> tuple[RunSpec | N
     return None, None  # the run failed: its message is shown
 
 
-def stoppable_result(model: LoadedModel, key_spec: str, key_run: str, label: str) -> tuple[RunSpec | None, Any]:
+def stoppable_result(
+    model: LoadedModel, key_spec: str, key_run: str, label: str, *, stopped: str = ""
+) -> tuple[RunSpec | None, Any]:
     """:func:`stored_result` with a Stop button while it computes.
 
     Stop (like any click) ends this script run at the run's next progress report; the spec is then dropped, so the
     rerun shows that it stopped instead of starting the run again.
+
+    Args:
+        stopped: What the message after a stop says about the work done (default: that it is not kept).
     """
     if stop_requested(key_run) and st.session_state.pop(key_spec, None) is not None:
-        st.info(f"{label} stopped; what it had done is not kept. Press the button to start it again.")
+        st.info(f"{label} stopped; {stopped or 'what it had done is not kept. Press the button to start it again.'}")
     spec = st.session_state.get(key_spec)
     stop = st.empty()
     if spec is not None and not is_cached(model, spec):

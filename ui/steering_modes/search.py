@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import math
+from pathlib import Path
 
 import streamlit as st
 
 from interp.errors import InputError
 from interp.loading import LoadedModel
+from interp.records import data_folder
 from interp.spreadsheet import to_csv_bytes
 from steering.runs import behaviour_scorer
 from steering.scores import SCORERS
@@ -91,7 +93,7 @@ def draw(model: LoadedModel, vector: SteeringVector) -> None:
         f"{SteeringSearch.default('max_new_tokens')} tokens with the same seeds, then scores them and their KL; "
         f"{len(held_out)} prompts are held out. {int(n_trials)} trials × {max(len(directions), 1)} direction(s); a trial "
         "took about 20 s on SmolLM2-135M on 2 CPU cores (about 1 s on a tiny test model), so a search takes minutes: "
-        "Stop ends it after the current trial."
+        "Stop ends it after the current trial and keeps the finished ones: the same settings continue from them."
     )
     gen = generation_model(model)
     if clicked:
@@ -102,13 +104,22 @@ def draw(model: LoadedModel, vector: SteeringVector) -> None:
             st.session_state[KEY_SPEC] = SteeringSearch(
                 vector.at_layers(sorted(chosen)), tuple(sorted(chosen)), modes=tuple(modes), scorer=scorer,
                 reward_model=reward if scorer == "reward" else None, n_trials=int(n_trials), directions=tuple(directions),
-                max_perplexity_ratio=float(limit),
+                max_perplexity_ratio=float(limit), storage_path=str(journal_path()),
             )  # fmt: skip
-    spec, result = stoppable_result(gen, KEY_SPEC, KEY_RUN, "The search")
+    kept = "its finished trials are kept; press Search with the same settings to continue from them."
+    spec, result = stoppable_result(gen, KEY_SPEC, KEY_RUN, "The search", stopped=kept)
     if result is None:
         return
     show(result, behaviour_scorer(model, spec.scorer, spec.reward_model).unit)
     keep_run(gen, spec, result, key="steer_search_keep", label="the search")
+
+
+def journal_path() -> Path:
+    """The page's Optuna journal (in the data folder): a stopped search, or one with more trials, continues from it.
+    Studies are named by a digest of their settings, so every session can share the one file (Optuna locks it)."""
+    folder = data_folder() / "steering_search"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "studies.journal"
 
 
 def _count(n: int, one: str, many: str = "") -> str:
