@@ -91,7 +91,8 @@ HARMLESS_INSTRUCTIONS = (
 
 
 def unit_direction(model: LoadedModel, direction: torch.Tensor) -> torch.Tensor:
-    """``direction`` checked (a finite, non-zero vector of ``d_model`` numbers) and scaled to length 1, in fp32 on CPU."""
+    """``direction`` checked (a finite, non-zero vector of ``d_model`` numbers) and scaled to length 1, in fp64 on CPU
+    (each use casts it to its own precision: the projection of fp32 weights is then rounded once, not twice)."""
     if not isinstance(direction, torch.Tensor):
         raise InputError(
             f"The direction must be a torch.Tensor of {model.info.d_model} numbers (got {type(direction).__name__})."
@@ -101,7 +102,7 @@ def unit_direction(model: LoadedModel, direction: torch.Tensor) -> torch.Tensor:
             f"The direction has shape {tuple(direction.shape)}; {model.info.name} needs one vector of "
             f"d_model = {model.info.d_model} numbers. Make it on this model."
         )
-    values = direction.detach().float().cpu()
+    values = direction.detach().to(device="cpu", dtype=torch.float64)
     if not bool(torch.isfinite(values).all()):
         raise InputError("The direction has NaN or infinite entries; recompute it.")
     norm = float(values.norm())
@@ -194,9 +195,10 @@ def ablation_hook_names(
 
 def _remover(unit: torch.Tensor) -> HookFn:
     def remove(activation: torch.Tensor, site: HookSite) -> torch.Tensor:
-        # activation: [batch, pos, d_model]; fp32 arithmetic so a bf16 model's projection is exact to its precision
-        d = unit.to(activation.device)
-        x = activation.float()
+        # activation: [batch, pos, d_model]; at least fp32 arithmetic, so a bf16 model's projection is exact to its
+        # precision and an fp64 model's is not rounded to fp32
+        x = activation.to(torch.promote_types(activation.dtype, torch.float32))
+        d = unit.to(device=activation.device, dtype=x.dtype)
         return (x - (x @ d)[..., None] * d).to(activation.dtype)
 
     return remove
@@ -268,8 +270,9 @@ def orthogonalised_weights(model: LoadedModel, direction: torch.Tensor) -> dict[
         for name, tensor in plain.state_dict().items():
             if not _WRITER.match(name):
                 continue
+            # in fp64, rounded once to the weights' dtype: the hooks' arithmetic is then the only rounding between the two
             d = unit.to(tensor.device)
-            w = tensor.float()
+            w = tensor.double()
             if name.endswith("embed_tokens.weight"):  # [vocab, d_model]: each row is written to the residual
                 projected = w - (w @ d)[:, None] * d[None, :]
             elif name.endswith(".bias"):  # [d_model]

@@ -186,3 +186,23 @@ def test_bad_settings_are_refused_with_a_message(tiny_llama, tiny_gpt2, tmp_path
         refusal_direction(tiny_llama, ["Same text."], ["Same text."], layer=0)
     assert ablation_hooks(tiny_llama, direction, layers=[1], points=("resid_pre",))[0][0] == "blocks.1.hook_resid_pre"
     assert Path(tmp_path / "full" / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.real_model
+def test_on_the_default_model_hooks_and_orthogonalised_weights_agree_to_1e4_in_fp64(tmp_path):
+    # In fp32 the two differ by float rounding alone (6e-5 of logits up to 22 here, docs/PAGES.md), which depends on
+    # the CPU's kernels; in fp64 that rounding is gone, so what is left measures the orthogonalisation itself (it is 0
+    # here: HF's RMSNorm reads its input in fp32, which absorbs fp64's last bits). The refusal direction at layer 15,
+    # as the page builds it.
+    model = load_model(None, device="cpu", dtype=torch.float64)
+    found = refusal_direction(model, layer=15)
+    saved = save_orthogonalised(model, found.direction, tmp_path / "smollm2-no-refusal")
+    reloaded = load_model(saved.folder, device="cpu", dtype=torch.float64)
+    tokens = as_batch(tokenize(model, "Explain how to pick a lock."), model)
+    plain = run_logits(model, tokens)
+    hooked = run_logits(model, tokens, ablation_hooks(model, found.direction))
+    baked = run_logits(reloaded, tokens)
+    assert hooked.dtype == baked.dtype == torch.float64
+    assert (hooked - plain).abs().max() > 1.0  # the ablation moves logits by whole units, so the parity is not trivial
+    assert (hooked - baked).abs().max() <= 1e-4
+    assert saved.untied and "lm_head.weight" in saved.changed  # SmolLM2 ties its unembedding; the copy is untied
