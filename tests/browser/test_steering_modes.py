@@ -87,6 +87,11 @@ def test_search_shows_each_direction_with_its_held_out_numbers(page, tmp_path):
     assert kls.count() + refused.count() == 2
     for value in kls.locator('[data-testid="stMetricValue"]').all_inner_texts():
         assert re.fullmatch(r"\d+\.\d{3} nats", value.strip()), value
+    strengths = tab.locator('[data-testid="stMetric"]').filter(has_text="Strength").locator('[data-testid="stMetricValue"]')
+    for value in strengths.all_inner_texts():  # one signed number, a true minus: "−2.25" or "+40°", never "×-2.25"
+        assert re.fullmatch(r"[+\u2212]\d[\d.]*(e[+\u2212]\d+)?°?", value.strip()), value
+    chosen_captions = tab.get_by_text(re.compile(r"the best of 1 try on the search prompts"))
+    assert chosen_captions.count() == kls.count()  # one trial: "1 try", not "1 tries"
     assert page.screenshot("steering_search", tmp_path).stat().st_size > 10_000
 
 
