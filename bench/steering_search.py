@@ -77,7 +77,8 @@ def run(quick: bool = False, n_trials: int | None = None, journal: str | None = 
     return (
         f"### Steering search, SmolLM2-135M-Instruct, sentiment mean difference at layers {list(LAYERS)}\n\n"
         f"{n_trials} trials per direction (modes {', '.join(spec.modes)}), {len(result.search_prompts)} search prompts, "
-        f"{len(result.held_out_prompts)} held out, {spec.n_samples} samples × {spec.max_new_tokens} tokens; "
+        f"{len(result.held_out_prompts)} held out, {spec.n_samples} samples × {spec.max_new_tokens} tokens a trial "
+        f"({spec.held_out_samples or 2 * spec.n_samples} per held-out prompt); "
         f"{seconds:.0f} s on CPU.\n\n" + table(header, rows)
     )
 

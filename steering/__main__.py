@@ -85,6 +85,7 @@ def _search_parser(commands, scorer_names: tuple[str, ...]) -> None:
     search.add_argument("--held-out-fraction", type=float, default=SteeringSearch.default("held_out_fraction"))
     search.add_argument("--max-perplexity-ratio", type=float, default=SteeringSearch.default("max_perplexity_ratio"))
     search.add_argument("--n-samples", type=int, default=SteeringSearch.default("n_samples"), help="samples per prompt")
+    search.add_argument("--held-out-samples", type=int, default=0, help="samples per held-out prompt (0: twice --n-samples)")
     search.add_argument("--journal", type=Path, help="Optuna journal file: a rerun of the same search continues it")
     search.add_argument("--prompts", type=Path, help="prompt file (CSV/TSV/TXT/JSONL, a 'prompt' column); default: built-in")
     search.add_argument("--out", type=Path, help="trials CSV, one row per trial (spreadsheet-safe)")
@@ -251,8 +252,8 @@ def _search(args: argparse.Namespace, step) -> int:
         vector, layers=args.layers or (), coefficient_range=args.coefficients, angle_range=args.angles, modes=args.modes,
         scorer=args.scorer, **({} if prompts is None else {"prompts": prompts}), held_out_fraction=args.held_out_fraction,
         n_trials=args.n_trials, directions=args.directions, max_perplexity_ratio=args.max_perplexity_ratio,
-        n_samples=args.n_samples, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
-        storage_path=None if args.journal is None else str(args.journal),
+        n_samples=args.n_samples, held_out_samples=args.held_out_samples, max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature, seed=args.seed, storage_path=None if args.journal is None else str(args.journal),
     )  # fmt: skip
     step.now = "searching"
     result = spec.run(model, lambda fraction, text: print(f"\r{text}", end="", file=sys.stderr, flush=True))

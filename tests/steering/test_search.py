@@ -112,9 +112,10 @@ def test_held_out_figures_come_from_the_held_out_prompts_only(tiny4):
     assert found.chosen is not None, found.trials  # the planted direction at ×20…30 raises the score
     held = found.held_out
     assert held.evaluation.prompts == result.held_out_prompts
+    # the held-out check samples twice as many per prompt as a trial (held_out_samples=0): one evaluation, narrower
     reference = evaluate(tiny4, vector, found.chosen.layer, found.chosen.coefficient, BALANCE,
-                         prompts=result.held_out_prompts, seed=5, **options)  # fmt: skip
-    assert held.evaluation.steered.texts == reference.steered.texts
+                         prompts=result.held_out_prompts, seed=5, **{**options, "n_samples": 2})  # fmt: skip
+    assert held.evaluation.steered.texts == reference.steered.texts and len(reference.steered.texts) == 2 * 3
     assert held.gain == pytest.approx(reference.behaviour_gain, abs=1e-12)
     assert held.perplexity_ratio == pytest.approx(reference.perplexity_ratio, rel=1e-9)
     assert held.reliability.n_prompts == len(result.held_out_prompts)
