@@ -3,10 +3,10 @@
     .venv/bin/python -m bench.steering_search            # 16 trials per direction
     .venv/bin/python -m bench.steering_search --trials 8 --journal /tmp/search.journal
 
-A mean-difference vector of the built-in sentiment pairs at a few middle layers; VADER scores the text; 21 neutral
-prompts, a third held out, 4 samples each (2 samples of 15 prompts left VADER's noise about as large as the
-effect). The target: |VADER gain| ≥ 0.3 in both directions on the held-out prompts, with the perplexity ratio ≤ 2
-(KL shown).
+A mean-difference vector of the built-in sentiment pairs at layers 7-11 (3-6 did not lower, 12 on breaks the
+text); VADER scores the text; 21 neutral prompts, a third held out, 4 samples each (2 samples of 15 prompts left
+VADER's noise about as large as the effect). The target: |VADER gain| >= 0.3 in both directions on the held-out
+prompts, with the perplexity ratio <= 2 (KL shown).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from interp import load_model
 from steering import NEUTRAL_PROMPTS, built_in, mean_difference
 from steering.search import SteeringSearch
 
-LAYERS = (3, 4, 5, 6)
+LAYERS = (7, 8, 9, 10, 11)
 MORE_PROMPTS = (
     "The train to the coast leaves at",
     "In the kitchen there was",
@@ -64,7 +64,7 @@ def run(quick: bool = False, n_trials: int | None = None, journal: str | None = 
                 found.direction,
                 chosen.describe(),
                 f"{chosen.gain:+.3f} ± {chosen.gain_se:.3f} (×{chosen.perplexity_ratio:.2f})",
-                f"{held.gain:+.3f} [{effects.low:+.2f}, {effects.high:+.2f}]",
+                "{:+.3f} [{:+.2f}, {:+.2f}]".format(held.gain, *effects.gain_interval),
                 f"×{held.perplexity_ratio:.2f}",
                 f"{held.kl.mean:.3f}",
                 f"{held.distinct2:.2f} / {held.baseline_distinct2:.2f}",

@@ -221,10 +221,11 @@ def describe_search(result) -> str:
             continue
         chosen, held = found.chosen, found.held_out
         effects = held.reliability
+        low, high = effects.gain_interval
         lines.append(
             f"{head}; chosen trial {chosen.number}: {chosen.describe()} (search gain {chosen.gain:+.3f}, "
             f"perplexity ×{chosen.perplexity_ratio:.2f})\n"
-            f"  held out: gain {held.gain:+.3f} [{effects.low:+.3f}, {effects.high:+.3f}] toward {found.direction}, "
+            f"  held out: gain {held.gain:+.3f} [{low:+.3f}, {high:+.3f}] toward {found.direction}, "
             f"perplexity ×{held.perplexity_ratio:.2f}, KL {held.kl.mean:.3f} nats, distinct-2 {held.distinct2:.2f} "
             f"(unsteered {held.baseline_distinct2:.2f}), {effects.anti_steerable_fraction:.0%} of prompts the wrong way"
         )

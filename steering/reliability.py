@@ -77,6 +77,15 @@ class PromptEffects:
     def n_prompts(self) -> int:
         return len(self.effects)
 
+    @property
+    def gain_interval(self) -> tuple[float, float]:
+        """The interval of the gain toward ``goal``: ``(low, high)`` when raising, ``(-high, -low)`` when lowering.
+
+        A behaviour gain is the effect signed toward the goal, so its interval must be too: printing the effect's
+        interval next to a lowering gain shows a positive gain with a negative interval.
+        """
+        return (self.low, self.high) if self.goal == "raise" else (-self.high, -self.low)
+
 
 def per_prompt_effects(evaluation: Evaluation, *, goal: str = "raise", confidence: float = 0.95) -> PromptEffects:
     """Each prompt's effect, their mean with a t-interval over prompts, and the anti-steerable fraction.

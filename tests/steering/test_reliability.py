@@ -49,6 +49,16 @@ def test_effects_and_their_t_interval_are_the_hand_computation():
     assert (result.n_prompts, result.samples_per_prompt, result.confidence) == (3, 2, 0.95)
 
 
+def test_the_gain_interval_points_toward_the_goal_like_the_gain():
+    raising = per_prompt_effects(evaluation(), goal="raise")
+    lowering = per_prompt_effects(evaluation(), goal="lower")
+    assert raising.gain_interval == (raising.low, raising.high)
+    # lowering gains are minus the effect, so the interval flips: its low end is minus the effect's high end
+    assert lowering.gain_interval == (pytest.approx(-lowering.high), pytest.approx(-lowering.low))
+    low, high = lowering.gain_interval
+    assert low < -lowering.mean_effect < high
+
+
 def test_a_wider_confidence_gives_a_wider_interval():
     ninety = per_prompt_effects(evaluation(), confidence=0.90)
     ninety_five = per_prompt_effects(evaluation())

@@ -38,10 +38,16 @@ KEY_DAMAGE = "steer_search_damage"
 START_TRIALS = 6
 DIRECTIONS = {"raise": "Raise the behaviour", "lower": "Lower it"}
 SEARCH_MODES = {"add": "Add (x + c·d)", "angular": "Rotate (angular)"}
+# Measured on SmolLM2 with the built-in sentiment vector (docs/STEERING.md, "On the default model"): searched over
+# layers 7-11 it met |VADER gain| >= 0.3 held out both ways, where layers 3-6 did not lower; layer 12 on breaks the text.
+SEARCH_START_LAYERS = (7, 8, 9, 10, 11)
 
 
 def chosen_layers(layers: list[int]) -> list[int]:
-    """Where the layer choice starts: the Add mode's start layer and the two above it (as many as the vector has)."""
+    """Where the layer choice starts: :data:`SEARCH_START_LAYERS` if the vector has them all, else the Add mode's start
+    layer and the two above it (as many as the vector has)."""
+    if set(SEARCH_START_LAYERS) <= set(layers):
+        return list(SEARCH_START_LAYERS)
     first = layers.index(start_layer(layers))
     return layers[first : first + 3]
 
