@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.steerscope-installed
 PORT ?= 8501
 
-.PHONY: app serve serve-ray test test-fast bench llama-cpp lint screenshots setup browser lock clean
+.PHONY: app corpus serve serve-ray test test-fast bench llama-cpp lint screenshots setup browser lock clean
 
 setup: $(STAMP)
 
@@ -28,7 +28,15 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-app: $(STAMP)
+# Training text for SAEs (features/corpus.py): Debian's Python 3.11 documentation sources. Optional: without it the
+# Features page trains on the standard library's pydoc topics.
+corpus:
+	@test -d /usr/share/doc/python3.11/html/_sources || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq python3.11-doc >/dev/null; } || \
+	  echo "python3.11-doc not installed: SAE training has the pydoc-topics text only"; }
+
+app: $(STAMP) corpus
 	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
 
 # The OpenAI-compatible server with per-request steering, on 127.0.0.1:8000 (docs/SERVING.md).
@@ -39,7 +47,7 @@ serve: $(STAMP)
 serve-ray: $(STAMP)
 	$(PY) -m serve.ray_serve --replicas $(or $(REPLICAS),2)
 
-test: $(STAMP) browser llama-cpp
+test: $(STAMP) browser corpus llama-cpp
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
