@@ -40,6 +40,27 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _index(args: argparse.Namespace) -> int:
+    from features.activations import token_stream
+    from features.corpus import load_corpus
+    from features.dashboard import build_feature_index, save_index
+    from features.files import load_sae
+    from interp import load_model
+
+    model = load_model(args.model, device="cpu")
+    folder = load_sae(args.folder, d_model=model.info.d_model)
+    corpus = load_corpus(args.corpus or folder.card.get("data", {}).get("corpus", "pydoc-topics"))
+    stream = token_stream(model, corpus.documents, context_tokens=args.context_tokens, source=corpus.name)
+    # spread over the whole text (every n-th context), so one long document does not fill the index
+    step = max(1, stream.contexts.shape[0] // args.contexts)
+    chosen = type(stream)(stream.contexts[::step][: args.contexts].clone(), stream.source)
+    index = build_feature_index(model, folder.sae, chosen, progress=lambda f, m: print(f"{100 * f:5.1f}% {m}", file=sys.stderr))
+    save_index(index, args.folder)
+    alive = int((index.firing_counts > 0).sum())
+    print(f"indexed {index.n_tokens:,} tokens of {corpus.name}: {alive} of {folder.sae.d_sae} features fire")
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     from features.files import load_sae
 
@@ -65,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--checkpoint", default=None, help="folder for the resumable training state")
     train.set_defaults(handler=_train)
+    index = commands.add_parser("index", help="build the dashboards' index of an SAE folder (its top contexts)")
+    index.add_argument("folder")
+    index.add_argument("--model", default=None)
+    index.add_argument("--corpus", default=None, help="default: the text the SAE was trained on")
+    index.add_argument("--contexts", type=int, default=1024)
+    index.add_argument("--context-tokens", type=int, default=64)
+    index.set_defaults(handler=_index)
     show = commands.add_parser("show", help="print an SAE folder's card")
     show.add_argument("folder")
     show.set_defaults(handler=_show)

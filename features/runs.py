@@ -56,12 +56,14 @@ class TrainedSAE:
     corpus_origin: str
     licence: str
     model_name: str
+    weights_sha256: str
 
     def card(self) -> dict:
         """What the SAE's card.json says: data, tokens, shape and metrics."""
         q = self.quality
         return {
             "model": self.model_name,
+            "weights_sha256": self.weights_sha256,
             "hook_name": self.sae.hook_name,
             "width": self.sae.d_sae,
             "k": self.sae.k,
@@ -163,7 +165,7 @@ class SAETraining(RunSpec):
         quality = sae_quality(model, sae, held_out, progress=lambda fraction, message: report(0.95 + 0.05 * fraction, message))
         return TrainedSAE(
             sae, quality, tuple(curve), trainer.tokens, time.perf_counter() - started, corpus.name, corpus.origin,
-            corpus.licence, model.info.name,
+            corpus.licence, model.info.name, model.info.weights_sha256,
         )  # fmt: skip
 
     # -- checkpoints -----------------------------------------------------------------------------------------------
