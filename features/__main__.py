@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--corpus", default="python-docs", help="python-docs or pydoc-topics")
     train.add_argument("--tokens", type=int, default=2_000_000)
     train.add_argument("--learning-rate", type=float, default=0.0, help="0: sparsify's width-scaled rate")
-    train.add_argument("--dead-after", type=int, default=500_000, help="tokens without firing before a latent is dead")
+    train.add_argument("--dead-after", type=int, default=250_000, help="tokens without firing before a latent is dead")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--checkpoint", default=None, help="folder for the resumable training state")
     train.set_defaults(handler=_train)

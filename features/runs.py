@@ -21,13 +21,19 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from features.activations import stream_activations, token_stream
+from features.attribution import FeatureAttribution, feature_attribution
 from features.corpus import CORPORA, load_corpus
+from features.dashboard import FeatureDashboard, PromptFeatures, feature_dashboard, load_index, prompt_features
+from features.files import SAEFolder
 from features.quality import SAEQuality, sae_quality
 from features.sae import SparseAutoencoder, hook_layer
+from features.steer import evaluate_clamp, feature_vector
 from features.train import TopKSettings, TopKTrainer
 from interp.errors import InputError
 from interp.loading import LoadedModel
-from interp.runs.spec import Progress, RunSpec, check_choice, check_count
+from interp.runs.spec import Progress, RunSpec, check_choice, check_count, check_finite, default_of
+from steering.runs import SCORER_NAMES, behaviour_scorer, check_prompts
+from steering.sweep import Evaluation, evaluate
 
 STATE_FILE = "training_state.safetensors"
 SETTINGS_FILE = "training_settings.json"
@@ -90,6 +96,7 @@ class SAETraining(RunSpec):
     kind = "sae_training"
     title = "SAE training"
     tolerance = 1e-4
+    mirrors = (TopKSettings,)
 
     hook_name: str = "blocks.9.hook_resid_pre"
     d_sae: int = 4096
@@ -98,10 +105,10 @@ class SAETraining(RunSpec):
     n_tokens: int = 2_000_000
     context_tokens: int = 128
     batch_contexts: int = 16
-    learning_rate: float = 0.0  # 0: sparsify's width-scaled 2e-4 / sqrt(d_sae / 2**14)
-    dead_after_tokens: int = 500_000
+    learning_rate: float = default_of(TopKSettings, "learning_rate")  # 0: sparsify's 2e-4 / sqrt(d_sae / 2**14)
+    dead_after_tokens: int = default_of(TopKSettings, "dead_after_tokens")
     evaluation_contexts: int = 64  # held out: the last contexts of the text, never trained on
-    seed: int = 0
+    seed: int = default_of(TopKSettings, "seed")
     checkpoint: str | None = None  # a folder: the state is kept there on stop and every 50 steps
 
     def __post_init__(self) -> None:
@@ -203,3 +210,139 @@ class SAETraining(RunSpec):
             "curve": [[p.tokens, p.fvu, p.dead_fraction] for p in curve],
         }
         (folder / SETTINGS_FILE).write_text(json.dumps(record))
+
+
+# -- the Features page's runs: each names its SAE by folder, so a record says which SAE it used -------------------
+
+
+_SAES: dict[tuple[str, float], SAEFolder] = {}
+
+
+def sae_at(folder: str, model: LoadedModel) -> SAEFolder:
+    """The SAE in ``folder``, read once per version of its weights file (shared by every session)."""
+    from features.files import load_sae
+
+    path = Path(folder).expanduser()
+    weights = next((path / name for name in ("sae.safetensors", "sae_weights.safetensors") if (path / name).is_file()), None)
+    key = (str(path.resolve()), weights.stat().st_mtime if weights is not None else 0.0)
+    if key not in _SAES:
+        _SAES[key] = load_sae(path, d_model=model.info.d_model)
+    return _SAES[key]
+
+
+def _check_folder(folder: str) -> None:
+    if not isinstance(folder, str) or not folder.strip():
+        raise InputError("Choose an SAE: the shipped one, or the folder of one on this machine.")
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptFeaturesRun(RunSpec):
+    """The strongest features on each token of ``prompt``."""
+
+    kind = "sae_prompt_features"
+    title = "Features on a prompt"
+    tolerance = 1e-4
+    mirrors = (prompt_features,)
+
+    sae_folder: str = ""
+    prompt: str = "import numpy as np"
+    per_token: int = default_of(prompt_features, "per_token")
+
+    def __post_init__(self) -> None:
+        _check_folder(self.sae_folder)
+        check_count("features per token", self.per_token, low=1, high=50)
+
+    def run(self, model: LoadedModel, progress: Progress | None = None) -> PromptFeatures:
+        return prompt_features(model, sae_at(self.sae_folder, model).sae, self.prompt, per_token=self.per_token)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureDashboardRun(RunSpec):
+    """One feature's dashboard: top contexts, histogram, density, logit effects (from the index beside the SAE)."""
+
+    kind = "sae_feature_dashboard"
+    title = "Feature dashboard"
+    tolerance = 1e-3
+    mirrors = (feature_dashboard,)
+
+    sae_folder: str = ""
+    latent: int = 0
+    n_examples: int = default_of(feature_dashboard, "n_examples")
+
+    def __post_init__(self) -> None:
+        _check_folder(self.sae_folder)
+        check_count("feature", self.latent, low=0)
+        check_count("examples", self.n_examples, low=1, high=100)
+
+    def run(self, model: LoadedModel, progress: Progress | None = None) -> FeatureDashboard:
+        folder = sae_at(self.sae_folder, model)
+        index = load_index(folder.folder, folder.sae)
+        if index is None:
+            raise InputError(
+                "This SAE has no dashboards index yet; build it with: python -m features index FOLDER (a few minutes)."
+            )
+        return feature_dashboard(model, folder.sae, index, self.latent, n_examples=self.n_examples)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureAttributionRun(RunSpec):
+    """Which features drive ``target`` as the next token, the strongest checked by real ablation."""
+
+    kind = "sae_feature_attribution"
+    title = "Feature attribution"
+    tolerance = 1e-3
+    mirrors = (feature_attribution,)
+
+    sae_folder: str = ""
+    prompt: str = "The capital of France is"
+    target: str | int = " Paris"  # the next token, as text (one token) or its id
+    top: int = default_of(feature_attribution, "top")
+    verify: int = default_of(feature_attribution, "verify")
+
+    def __post_init__(self) -> None:
+        _check_folder(self.sae_folder)
+        check_count("features shown", self.top, low=1, high=100)
+        check_count("features ablated", self.verify, low=0, high=self.top)
+
+    def run(self, model: LoadedModel, progress: Progress | None = None) -> FeatureAttribution:
+        sae = sae_at(self.sae_folder, model).sae
+        return feature_attribution(model, sae, self.prompt, self.target, top=self.top, verify=self.verify)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSteeringRun(RunSpec):
+    """Steer with one feature (add its direction, or clamp its activation): behaviour and damage vs unsteered."""
+
+    kind = "sae_feature_steering"
+    title = "Feature steering"
+    tolerance = 1e-3
+    mirrors = (evaluate,)
+
+    sae_folder: str = ""
+    latent: int = 0
+    mode: str = "add"  # "add": value × the unit direction; "clamp": the feature's activation set to value
+    value: float = 8.0
+    scorer: str = "sentiment"
+    prompts: tuple[str, ...] = default_of(evaluate, "prompts")
+    n_samples: int = default_of(evaluate, "n_samples")
+    max_new_tokens: int = default_of(evaluate, "max_new_tokens")
+    seed: int = default_of(evaluate, "seed")
+
+    def __post_init__(self) -> None:
+        _check_folder(self.sae_folder)
+        check_count("feature", self.latent, low=0)
+        check_choice("steering mode", self.mode, ("add", "clamp"))
+        check_finite("value", self.value)
+        check_choice("scorer", self.scorer, SCORER_NAMES)
+        check_count("samples per prompt", self.n_samples, low=1, high=16)
+        check_count("new tokens", self.max_new_tokens, low=1, high=200)
+        object.__setattr__(self, "prompts", check_prompts(self.prompts))
+
+    def run(self, model: LoadedModel, progress: Progress | None = None) -> Evaluation:
+        folder = sae_at(self.sae_folder, model)
+        scorer = behaviour_scorer(model, self.scorer)
+        options = dict(prompts=self.prompts, n_samples=self.n_samples, max_new_tokens=self.max_new_tokens, seed=self.seed)
+        if self.mode == "clamp":
+            return evaluate_clamp(model, folder.sae, self.latent, self.value, scorer, **options)
+        vector = feature_vector(model, folder.sae, self.latent)
+        return evaluate(model, vector, folder.sae.layer, self.value, scorer, **options)

@@ -50,7 +50,7 @@ class TopKSettings:
     d_sae: int
     k: int
     learning_rate: float = 0.0  # 0: sparsify's 2e-4 / sqrt(d_sae / 2**14)
-    dead_after_tokens: int = 200_000  # a latent that has not fired for this many tokens is dead (and AuxK trains it)
+    dead_after_tokens: int = 250_000  # a latent that has not fired for this many tokens is dead (and AuxK trains it)
     seed: int = 0
 
     def __post_init__(self) -> None:

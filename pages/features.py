@@ -1,0 +1,219 @@
+"""Features: which SAE features fire on your prompt, what each one means, which drive a prediction, steer with one."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from features.files import SAEFolder
+from features.runs import (
+    FeatureAttributionRun,
+    FeatureDashboardRun,
+    FeatureSteeringRun,
+    PromptFeaturesRun,
+    sae_at,
+)
+from features.shipped import SHIPPED
+from steering.runs import SCORER_NAMES
+from ui.cached import cached_run
+from ui.errors import shown_as_message
+from ui.feature_labels import feature_label, rename_feature
+from ui.model import require_model
+from ui.progress import run_with_progress
+from ui.records import keep_run
+from ui.render import md_escape, token_chips
+from ui.state import seed_input
+
+KEY_SOURCE = "feat_source"
+KEY_FOLDER = "feat_folder"
+KEY_PROMPT = "feat_prompt"
+KEY_LATENT = "feat_latent"
+KEY_LABEL = "feat_label"
+KEY_SEARCH = "feat_search_token"
+KEY_ATTR_PROMPT = "feat_attr_prompt"
+KEY_ATTR_TARGET = "feat_attr_target"
+KEY_STEER_MODE = "feat_steer_mode"
+KEY_STEER_VALUE = "feat_steer_value"
+KEY_STEER_SCORER = "feat_steer_scorer"
+KEY_STEER_RUN = "feat_steer_run"
+KEY_STEER_SPEC = "feat_steer_spec"
+SHIPPED_CHOICE = "Shipped: SmolLM2-135M, layer 9, 4096 features"
+FOLDER_CHOICE = "An SAE folder on this machine"
+
+st.title("Features")
+st.markdown(
+    "A sparse autoencoder (SAE) rewrites one layer's residual stream as a few active **features** out of thousands; "
+    "each is a direction with a meaning you can read off the text it fires on. Trust them as far as the SAE's "
+    "quality figures below allow."
+)
+
+
+def choose_sae(model) -> SAEFolder | None:
+    """The SAE to look through: the shipped one or a folder; its quality card."""
+    source = st.radio("SAE", [SHIPPED_CHOICE, FOLDER_CHOICE], key=KEY_SOURCE, horizontal=True, persist_state="session")
+    folder = str(SHIPPED)
+    if source == FOLDER_CHOICE:
+        folder = st.text_input("Folder (cfg.json with sae.safetensors or sae_weights.safetensors)", key=KEY_FOLDER,
+                               persist_state="session").strip()  # fmt: skip
+        if not folder:
+            st.info("Type the folder of an SAE trained for this model (sparsify, SAELens or Steerscope layout).")
+            return None
+    with shown_as_message("Loading the SAE"):
+        loaded = sae_at(folder, model)
+        quality_card(loaded)
+        return loaded
+    return None
+
+
+def quality_card(loaded: SAEFolder) -> None:
+    sae, metrics = loaded.sae, loaded.card.get("metrics", {})
+    st.caption(md_escape(f"{sae.describe()}; {loaded.layout} layout."))
+    if not metrics:
+        st.warning("This SAE has no card with quality figures; measure it before trusting its features.")
+        return
+    cols = st.columns(5)
+    cols[0].metric("FVU (variance unexplained)", f"{metrics['fvu']:.3f}")
+    cols[1].metric("L0 (active per token)", f"{metrics['l0']:.1f}")
+    cols[2].metric("Dead features", f"{100 * metrics['dead_fraction']:.1f} %")
+    cols[3].metric("CE loss recovered", f"{100 * metrics['ce_loss_recovered']:.1f} %")
+    cols[4].metric("Loss added by the SAE", f"{metrics['spliced_loss'] - metrics['clean_loss']:+.3f} nats/token")
+    data = loaded.card.get("data", {})
+    trained = f"Trained on {loaded.card.get('training_tokens', 0):,} tokens of {data.get('corpus', '?')}"
+    licence = data.get("licence", "licence unknown")
+    st.caption(md_escape(f"{trained} ({licence}); measured on {metrics['evaluation_tokens']:,} held-out tokens."))
+
+
+def prompt_section(model, loaded: SAEFolder) -> None:
+    st.subheader("Features on your prompt")
+    seed_input(KEY_PROMPT, PromptFeaturesRun.default("prompt"))
+    prompt = st.text_area("Prompt", key=KEY_PROMPT, height=80, persist_state="session")
+    with shown_as_message("Finding the features"):
+        spec = PromptFeaturesRun(sae_folder=str(loaded.folder), prompt=prompt)
+        found = cached_run(model, spec)
+        rows = [
+            {
+                "position": position,
+                "token": token,
+                "feature": latent,
+                "activation": round(value, 2),
+                "your label": feature_label(loaded, latent),
+            }
+            for position, (token, top) in enumerate(zip(found.tokens, found.top, strict=True))
+            for latent, value in top[:3]
+        ]
+        st.caption("The three strongest features on each token (the first token, the attention sink, is not encoded). "
+                   "Pick a row's feature below to open it.")  # fmt: skip
+        st.dataframe(pd.DataFrame(rows), hide_index=True, height=260)
+
+
+def dashboard_section(model, loaded: SAEFolder) -> None:
+    st.subheader("A feature")
+    pick, search = st.columns([1, 2])
+    latent = int(pick.number_input("Feature", 0, loaded.sae.d_sae - 1, key=KEY_LATENT, persist_state="session"))
+    with search:
+        token = st.text_input("…or find features that promote a token", key=KEY_SEARCH, placeholder=" Paris")
+        if token:
+            with shown_as_message("Searching"):
+                from features.dashboard import features_promoting
+                from interp.tokens import single_token_id
+
+                found = features_promoting(model, loaded.sae, single_token_id(model, token), n=8)
+                st.caption("Strongest first: " + ", ".join(f"{latent_} ({value:+.2f})" for latent_, value in found))
+    with shown_as_message("Opening the feature"):
+        board = run_with_progress(model, FeatureDashboardRun(sae_folder=str(loaded.folder), latent=latent), "Opening the feature")
+        label = st.text_input("Label (yours to rename; kept on this machine)", value=feature_label(loaded, latent, board.label),
+                              key=f"{KEY_LABEL}_{latent}")  # fmt: skip
+        if label != feature_label(loaded, latent, board.label):
+            rename_feature(loaded, latent, label)
+        st.markdown(
+            f"**Fires on {100 * board.density:.3f} % of tokens** of the indexed text. Top contexts, the strongest token outlined:"
+        )
+        for example in board.examples:
+            peak = max(example.activations) or 1.0
+            weights = [max(0.0, a) / peak for a in example.activations]
+            titles = [f"{a:.2f}" for a in example.activations]
+            token_chips(example.tokens, weights, titles)
+        left, right = st.columns(2)
+        with left:
+            edges = board.bin_edges
+            centres = [(edges[i] * edges[i + 1]) ** 0.5 for i in range(len(board.histogram))]  # log-spaced bins
+            figure = go.Figure(go.Bar(x=centres, y=board.histogram, width=[edges[i + 1] - edges[i] for i in range(len(centres))]))
+            figure.update_layout(title="Activation when it fires", xaxis_title="activation (residual-stream units, log scale)",
+                                 xaxis_type="log", yaxis_title="tokens", height=300, margin=dict(t=40, b=40))  # fmt: skip
+            st.plotly_chart(figure, key="feat_histogram")
+        with right:
+            effects = pd.DataFrame({
+                "promotes": [e.token for e in board.promoted], "logit +": [round(e.logit, 3) for e in board.promoted],
+                "suppresses": [e.token for e in board.suppressed], "logit −": [round(e.logit, 3) for e in board.suppressed],
+            })  # fmt: skip
+            st.caption("Direct effect on next-token logits per unit of activation (through the final norm and the unembedding)")
+            st.dataframe(effects, hide_index=True)
+
+
+def attribution_section(model, loaded: SAEFolder) -> None:
+    st.subheader("Which features drive a prediction")
+    cols = st.columns([3, 1])
+    seed_input(KEY_ATTR_PROMPT, FeatureAttributionRun.default("prompt"))
+    seed_input(KEY_ATTR_TARGET, FeatureAttributionRun.default("target"))
+    prompt = cols[0].text_input("Prompt", key=KEY_ATTR_PROMPT, persist_state="session")
+    target = cols[1].text_input("Next token", key=KEY_ATTR_TARGET, persist_state="session")
+    with shown_as_message("Attributing"):
+        spec = FeatureAttributionRun(sae_folder=str(loaded.folder), prompt=prompt, target=target)
+        result = run_with_progress(model, spec, "Attribution patching on the features (1 forward + 1 backward, then ablations)")
+        st.caption(md_escape(f"log P({result.target}) = {result.log_prob:.3f} nats. Attribution: the first-order estimate of "
+                             "the drop if the feature were zeroed; ablated: the real drop (nats)."))  # fmt: skip
+        rows = [
+            {
+                "feature": e.latent,
+                "your label": feature_label(loaded, e.latent),
+                "attribution (nats)": round(e.attribution, 4),
+                "ablated drop (nats)": None if e.ablated_drop is None else round(e.ablated_drop, 4),
+                "activation": round(e.activation, 2),
+            }
+            for e in result.effects
+        ]
+        table = pd.DataFrame(rows)
+        st.dataframe(table, hide_index=True)
+        keep_run(model, spec, result, key="feat_attr_keep")
+
+
+def steering_section(model, loaded: SAEFolder) -> None:
+    st.subheader("Steer with the feature")
+    latent = int(st.session_state.get(KEY_LATENT, 0))
+    cols = st.columns(4)
+    mode = cols[0].radio("How", ["add", "clamp"], key=KEY_STEER_MODE, horizontal=True,
+                         format_func={"add": "Add its direction", "clamp": "Clamp its activation"}.get)  # fmt: skip
+    seed_input(KEY_STEER_VALUE, FeatureSteeringRun.default("value"))
+    value = cols[1].number_input("Amount (residual units added / activation)", -200.0, 200.0, step=1.0, key=KEY_STEER_VALUE,
+                                 persist_state="session")  # fmt: skip
+    scorer = cols[2].selectbox("Behaviour score", SCORER_NAMES, key=KEY_STEER_SCORER)
+    if cols[3].button(f"Steer with feature {latent}", type="primary", key=KEY_STEER_RUN):
+        with shown_as_message("Steering"):
+            st.session_state[KEY_STEER_SPEC] = FeatureSteeringRun(
+                sae_folder=str(loaded.folder), latent=latent, mode=mode, value=float(value), scorer=scorer
+            )
+    spec = st.session_state.get(KEY_STEER_SPEC)
+    if spec is None:
+        st.caption(
+            "Samples the neutral prompts with and without the feature (same seeds) and scores them as the Steering page does."
+        )
+        return
+    with shown_as_message("Steering"):
+        result = run_with_progress(model, spec, "Sampling steered and unsteered text")
+        cols = st.columns(4)
+        cols[0].metric(f"{result.scorer} gain", f"{result.behaviour_gain:+.3f}")
+        cols[1].metric("Perplexity (× unsteered)", f"×{result.perplexity_ratio:.2f}")
+        cols[2].metric("KL (nats/token)", f"{result.kl:.3f}")
+        cols[3].metric("Feature", f"{spec.latent} ({spec.mode} {spec.value:g})")
+        st.dataframe(pd.DataFrame({"unsteered": result.unsteered.texts, "steered": result.steered.texts}), hide_index=True)
+        keep_run(model, spec, result, key="feat_steer_keep")
+
+
+model = require_model()
+loaded = choose_sae(model)
+if loaded is not None:
+    prompt_section(model, loaded)
+    dashboard_section(model, loaded)
+    attribution_section(model, loaded)
+    steering_section(model, loaded)
