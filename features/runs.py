@@ -226,8 +226,17 @@ def sae_at(folder: str, model: LoadedModel) -> SAEFolder:
     weights = next((path / name for name in ("sae.safetensors", "sae_weights.safetensors") if (path / name).is_file()), None)
     key = (str(path.resolve()), weights.stat().st_mtime if weights is not None else 0.0)
     if key not in _SAES:
-        _SAES[key] = load_sae(path, d_model=model.info.d_model)
-    return _SAES[key]
+        _SAES[key] = load_sae(path)
+    loaded = _SAES[key]
+    if loaded.sae.d_in != model.info.d_model:  # checked on every use: one SAE, several models in one app
+        load_sae(path, d_model=model.info.d_model)  # raises the loader's own message
+    made_for = loaded.card.get("weights_sha256")
+    if made_for and made_for != model.info.weights_sha256:
+        raise InputError(
+            f"This SAE was trained on {loaded.card.get('model', 'another model')}, whose weights differ from the loaded "
+            "model's; its features would not mean the same here. Train one for this model."
+        )
+    return loaded
 
 
 def _check_folder(folder: str) -> None:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from features.files import SAEFolder
+from features.corpus import CORPORA
+from features.files import SAEFolder, save_sae
 from features.runs import (
     FeatureAttributionRun,
     FeatureDashboardRun,
     FeatureSteeringRun,
     PromptFeaturesRun,
+    SAETraining,
     sae_at,
 )
 from features.shipped import SHIPPED
+from interp.records.record import data_folder
 from steering.runs import SCORER_NAMES
 from ui.cached import cached_run
 from ui.errors import shown_as_message
@@ -24,6 +29,7 @@ from ui.progress import run_with_progress
 from ui.records import keep_run
 from ui.render import md_escape, token_chips
 from ui.state import seed_input
+from ui.steering_modes.common import stoppable_result
 
 KEY_SOURCE = "feat_source"
 KEY_FOLDER = "feat_folder"
@@ -38,6 +44,13 @@ KEY_STEER_VALUE = "feat_steer_value"
 KEY_STEER_SCORER = "feat_steer_scorer"
 KEY_STEER_RUN = "feat_steer_run"
 KEY_STEER_SPEC = "feat_steer_spec"
+KEY_TRAIN_LAYER = "feat_train_layer"
+KEY_TRAIN_WIDTH = "feat_train_width"
+KEY_TRAIN_K = "feat_train_k"
+KEY_TRAIN_TOKENS = "feat_train_tokens"
+KEY_TRAIN_CORPUS = "feat_train_corpus"
+KEY_TRAIN_RUN = "feat_train"  # the Train button; its Stop button is f"{KEY_TRAIN_RUN}_stop"
+KEY_TRAIN_SPEC = "feat_train_spec"
 SHIPPED_CHOICE = "Shipped: SmolLM2-135M, layer 9, 4096 features"
 FOLDER_CHOICE = "An SAE folder on this machine"
 
@@ -64,6 +77,50 @@ def choose_sae(model) -> SAEFolder | None:
         quality_card(loaded)
         return loaded
     return None
+
+
+def training_section(model) -> None:
+    """Train an SAE for the loaded model: progress, Stop (the checkpoint keeps the steps), Train again to continue."""
+    with st.expander("Train an SAE for this model", expanded=KEY_TRAIN_SPEC in st.session_state):
+        cols = st.columns(5)
+        seed_input(KEY_TRAIN_LAYER, min(9, model.info.n_layers - 1))
+        layer = cols[0].number_input("Layer (residual stream before it)", 0, model.info.n_layers - 1, key=KEY_TRAIN_LAYER,
+                                     persist_state="session")  # fmt: skip
+        seed_input(KEY_TRAIN_WIDTH, SAETraining.default("d_sae"))
+        width = cols[1].number_input("Features", 16, 65536, step=256, key=KEY_TRAIN_WIDTH, persist_state="session")
+        seed_input(KEY_TRAIN_K, SAETraining.default("k"))
+        k = cols[2].number_input("k (active per token)", 1, 512, key=KEY_TRAIN_K, persist_state="session")
+        seed_input(KEY_TRAIN_TOKENS, SAETraining.default("n_tokens"))
+        tokens = cols[3].number_input("Training tokens", 1_000, 100_000_000, step=100_000, key=KEY_TRAIN_TOKENS,
+                                      persist_state="session")  # fmt: skip
+        seed_input(KEY_TRAIN_CORPUS, SAETraining.default("corpus"))
+        corpus = cols[4].selectbox("Text", CORPORA, key=KEY_TRAIN_CORPUS, persist_state="session")
+        st.caption("About 1,300 tokens/s on 2 CPU cores for SmolLM2 at layer 9 (2 M tokens ≈ 26 min). Stop keeps a "
+                   "checkpoint; pressing Train with the same settings continues it.")  # fmt: skip
+        if st.button("Train", type="primary", key=KEY_TRAIN_RUN):
+            with shown_as_message("Training"):
+                settings = dict(hook_name=f"blocks.{int(layer)}.hook_resid_pre", d_sae=int(width), k=int(k),
+                                corpus=corpus, n_tokens=int(tokens))  # fmt: skip
+                st.session_state[KEY_TRAIN_SPEC] = SAETraining(**settings, checkpoint=str(training_folder(model, settings)))
+        spec, trained = stoppable_result(model, KEY_TRAIN_SPEC, KEY_TRAIN_RUN, "SAE training",
+                                         stopped="its checkpoint keeps the steps done; press Train to continue.")  # fmt: skip
+        if trained is None:
+            return
+        with shown_as_message("Saving the SAE"):
+            out = Path(spec.checkpoint) / "sae"
+            save_sae(trained.sae, out, trained.card() | {"settings": spec.settings()})
+            st.success(md_escape(f"{trained.quality.describe()}. Saved in {out}; open it above as a folder "
+                                 "(python -m features index FOLDER builds its dashboards)."))  # fmt: skip
+            keep_run(model, spec, trained, key="feat_train_keep")
+
+
+def training_folder(model, settings: dict) -> Path:
+    """Where a training's checkpoint and SAE go: one folder per model and settings, under $STEERSCOPE_DATA."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps([model.info.weights_sha256, settings], sort_keys=True).encode()).hexdigest()[:12]
+    return data_folder() / "features" / "training" / digest
 
 
 def quality_card(loaded: SAEFolder) -> None:
@@ -105,6 +162,10 @@ def prompt_section(model, loaded: SAEFolder) -> None:
         st.caption("The three strongest features on each token (the first token, the attention sink, is not encoded). "
                    "Pick a row's feature below to open it.")  # fmt: skip
         st.dataframe(pd.DataFrame(rows), hide_index=True, height=260)
+        overall = found.codes.sum(dim=0)
+        strongest = [int(i) for i in overall.topk(min(8, overall.numel())).indices if overall[i] > 0]
+        st.caption("Strongest over the whole prompt (search by context): "
+                   + ", ".join(f"{latent} ({overall[latent]:.1f})" for latent in strongest))  # fmt: skip
 
 
 def dashboard_section(model, loaded: SAEFolder) -> None:
@@ -211,6 +272,7 @@ def steering_section(model, loaded: SAEFolder) -> None:
 
 
 model = require_model()
+training_section(model)
 loaded = choose_sae(model)
 if loaded is not None:
     prompt_section(model, loaded)

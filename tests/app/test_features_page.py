@@ -74,3 +74,26 @@ def test_a_bad_sae_folder_is_a_message_not_a_traceback(tmp_path, data):
     app = open_page("pages/features.py", feat_source="An SAE folder on this machine", feat_folder=str(tmp_path / "sae"))
     assert any("never opens" in e.value for e in app.error)
     assert not app.exception
+
+
+def test_training_an_sae_on_the_page_saves_one_the_loader_reads(tiny_llama_dir, data):
+    from features.files import load_sae
+    from ui.model import OTHER_CHOICE
+
+    tiny = {"model_choice": OTHER_CHOICE, "model_custom_spec": str(tiny_llama_dir)}
+    app = open_page("pages/features.py", **tiny)
+    assert any("trained for another model" in e.value for e in app.error)  # the shipped SAE is SmolLM2's
+    app.number_input(key="feat_train_layer").set_value(1)
+    app.number_input(key="feat_train_width").set_value(64)
+    app.number_input(key="feat_train_k").set_value(4)
+    app.number_input(key="feat_train_tokens").set_value(3000)
+    app.selectbox(key="feat_train_corpus").set_value("pydoc-topics")
+    app.button(key="feat_train").click().run()
+    assert not app.exception
+    done = [s.value for s in app.success]
+    assert done and "CE loss recovered" in done[0]
+    folders = list((data / "features" / "training").glob("*/sae"))
+    assert len(folders) == 1
+    loaded = load_sae(folders[0])
+    assert loaded.layout == "steerscope" and loaded.sae.d_sae == 64 and loaded.card["training_tokens"] == 3000
+    assert (folders[0].parent / "training_state.safetensors").is_file()  # the checkpoint a Stop would resume
