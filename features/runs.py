@@ -27,11 +27,12 @@ from features.dashboard import FeatureDashboard, PromptFeatures, feature_dashboa
 from features.files import SAEFolder
 from features.quality import SAEQuality, sae_quality
 from features.sae import SparseAutoencoder, hook_layer
-from features.steer import evaluate_clamp, feature_vector
+from features.steer import FeatureVsVector, compare_with_vector, evaluate_clamp, feature_vector
 from features.train import TopKSettings, TopKTrainer
 from interp.errors import InputError
 from interp.loading import LoadedModel
 from interp.runs.spec import Progress, RunSpec, check_choice, check_count, check_finite, default_of
+from steering import BUILT_IN, built_in, mean_difference
 from steering.runs import SCORER_NAMES, behaviour_scorer, check_prompts
 from steering.sweep import Evaluation, evaluate
 
@@ -355,3 +356,73 @@ class FeatureSteeringRun(RunSpec):
             return evaluate_clamp(model, folder.sae, self.latent, self.value, scorer, **options)
         vector = feature_vector(model, folder.sae, self.latent)
         return evaluate(model, vector, folder.sae.layer, self.value, scorer, **options)
+
+
+@dataclasses.dataclass(frozen=True)
+class SAEQualityRun(RunSpec):
+    """An SAE's quality figures measured here (for an SAE whose folder has no card), on ``corpus``'s contexts."""
+
+    kind = "sae_quality"
+    title = "SAE quality"
+    tolerance = 1e-4
+    mirrors = (token_stream,)
+
+    sae_folder: str = ""
+    corpus: str = "pydoc-topics"
+    n_contexts: int = 32
+    context_tokens: int = default_of(token_stream, "context_tokens")
+
+    def __post_init__(self) -> None:
+        _check_folder(self.sae_folder)
+        check_choice("text", self.corpus, CORPORA)
+        check_count("contexts", self.n_contexts, low=1, high=10_000)
+        check_count("context length", self.context_tokens, low=8, high=4096)
+
+    def run(self, model: LoadedModel, progress: Progress | None = None) -> SAEQuality:
+        stream = token_stream(model, load_corpus(self.corpus).documents, context_tokens=self.context_tokens, source=self.corpus)
+        step = max(1, stream.contexts.shape[0] // self.n_contexts)  # spread over the text
+        chosen = dataclasses.replace(stream, contexts=stream.contexts[::step][: self.n_contexts].clone())
+        return sae_quality(model, sae_at(self.sae_folder, model).sae, chosen, progress=progress)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureVsVectorRun(RunSpec):
+    """A feature and the mean-difference vector of built-in pairs, both at unit norm, swept over the same norms."""
+
+    kind = "sae_feature_vs_vector"
+    title = "Feature vs mean difference"
+    tolerance = 1e-3
+    mirrors = (compare_with_vector,)
+
+    sae_folder: str = ""
+    latent: int = 0
+    pairs: str = "sentiment"
+    scorer: str = "sentiment"
+    added_norms: tuple[float, ...] = default_of(compare_with_vector, "added_norms")
+    prompts: tuple[str, ...] = default_of(compare_with_vector, "prompts")
+    n_samples: int = default_of(compare_with_vector, "n_samples")
+    max_new_tokens: int = default_of(compare_with_vector, "max_new_tokens")
+    seed: int = default_of(compare_with_vector, "seed")
+
+    def __post_init__(self) -> None:
+        _check_folder(self.sae_folder)
+        check_count("feature", self.latent, low=0)
+        check_choice("contrast pairs", self.pairs, tuple(BUILT_IN))
+        check_choice("scorer", self.scorer, SCORER_NAMES)
+        norms = tuple(float(n) for n in self.added_norms)
+        if not norms or len(norms) > 8:
+            raise InputError("Give between 1 and 8 added norms.")
+        for norm in norms:
+            check_finite("added norm", norm, low=0.0)
+        object.__setattr__(self, "added_norms", norms)
+        object.__setattr__(self, "prompts", check_prompts(self.prompts))
+        check_count("samples per prompt", self.n_samples, low=1, high=16)
+        check_count("new tokens", self.max_new_tokens, low=1, high=200)
+
+    def run(self, model: LoadedModel, progress: Progress | None = None) -> FeatureVsVector:
+        sae = sae_at(self.sae_folder, model).sae
+        vector = mean_difference(model, built_in(self.pairs), layers=[sae.layer], position="mean")
+        return compare_with_vector(
+            model, sae, self.latent, vector, behaviour_scorer(model, self.scorer), added_norms=self.added_norms,
+            prompts=self.prompts, n_samples=self.n_samples, max_new_tokens=self.max_new_tokens, seed=self.seed,
+        )  # fmt: skip

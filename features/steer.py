@@ -106,7 +106,7 @@ def compare_with_vector(
     vector: SteeringVector,
     scorer,
     *,
-    added_norms: Sequence[float] = (4.0, 8.0, 16.0),
+    added_norms: Sequence[float] = (16.0, 32.0, 48.0),  # residual norm at SmolLM2 layer 9 is ~130
     prompts: Sequence[str] = NEUTRAL_PROMPTS,
     n_samples: int = 2,
     max_new_tokens: int = 30,

@@ -14,12 +14,15 @@ from features.runs import (
     FeatureAttributionRun,
     FeatureDashboardRun,
     FeatureSteeringRun,
+    FeatureVsVectorRun,
     PromptFeaturesRun,
+    SAEQualityRun,
     SAETraining,
     sae_at,
 )
 from features.shipped import SHIPPED
 from interp.records.record import data_folder
+from steering import BUILT_IN
 from steering.runs import SCORER_NAMES
 from ui.cached import cached_run
 from ui.errors import shown_as_message
@@ -51,6 +54,11 @@ KEY_TRAIN_TOKENS = "feat_train_tokens"
 KEY_TRAIN_CORPUS = "feat_train_corpus"
 KEY_TRAIN_RUN = "feat_train"  # the Train button; its Stop button is f"{KEY_TRAIN_RUN}_stop"
 KEY_TRAIN_SPEC = "feat_train_spec"
+KEY_MEASURE = "feat_measure"
+KEY_MEASURED = "feat_measured"
+KEY_COMPARE_PAIRS = "feat_compare_pairs"
+KEY_COMPARE_RUN = "feat_compare"
+KEY_COMPARE_SPEC = "feat_compare_spec"
 SHIPPED_CHOICE = "Shipped: SmolLM2-135M, layer 9, 4096 features"
 FOLDER_CHOICE = "An SAE folder on this machine"
 
@@ -74,7 +82,7 @@ def choose_sae(model) -> SAEFolder | None:
             return None
     with shown_as_message("Loading the SAE"):
         loaded = sae_at(folder, model)
-        quality_card(loaded)
+        quality_card(model, loaded)
         return loaded
     return None
 
@@ -123,11 +131,17 @@ def training_folder(model, settings: dict) -> Path:
     return data_folder() / "features" / "training" / digest
 
 
-def quality_card(loaded: SAEFolder) -> None:
+def quality_card(model, loaded: SAEFolder) -> None:
     sae, metrics = loaded.sae, loaded.card.get("metrics", {})
     st.caption(md_escape(f"{sae.describe()}; {loaded.layout} layout."))
     if not metrics:
         st.warning("This SAE has no card with quality figures; measure it before trusting its features.")
+        if st.button("Measure it (32 contexts of pydoc-topics)", key=KEY_MEASURE) or KEY_MEASURED in st.session_state:
+            st.session_state[KEY_MEASURED] = True
+            with shown_as_message("Measuring the SAE"):
+                quality = run_with_progress(model, SAEQualityRun(sae_folder=str(loaded.folder)),
+                                            "Measuring the SAE")  # fmt: skip
+                st.success(md_escape(quality.describe()))
         return
     cols = st.columns(5)
     cols[0].metric("FVU (variance unexplained)", f"{metrics['fvu']:.3f}")
@@ -271,6 +285,40 @@ def steering_section(model, loaded: SAEFolder) -> None:
         keep_run(model, spec, result, key="feat_steer_keep")
 
 
+def comparison_section(model, loaded: SAEFolder) -> None:
+    """AxBench's question on this model: does the feature steer as well as the mean difference of contrast pairs?"""
+    st.subheader("Feature vs mean-difference vector")
+    latent = int(st.session_state.get(KEY_LATENT, 0))
+    cols = st.columns([2, 1])
+    pairs = cols[0].selectbox("Contrast pairs for the vector", list(BUILT_IN), format_func=BUILT_IN.get, key=KEY_COMPARE_PAIRS)
+    if cols[1].button(f"Compare feature {latent}", key=KEY_COMPARE_RUN):
+        with shown_as_message("Comparing"):
+            scorer = {"sentiment": "sentiment", "weddings": "weddings"}.get(pairs, "sentiment")
+            st.session_state[KEY_COMPARE_SPEC] = FeatureVsVectorRun(sae_folder=str(loaded.folder), latent=latent,
+                                                                    pairs=pairs, scorer=scorer)  # fmt: skip
+    spec, result = stoppable_result(model, KEY_COMPARE_SPEC, KEY_COMPARE_RUN, "The comparison")
+    if result is None:
+        st.caption("Both directions at unit norm, added at the SAE's layer with the same norms, on the same prompts and "
+                   "seeds: effect against damage in one sweep (a few minutes on SmolLM2).")  # fmt: skip
+        return
+    st.markdown(f"**Cosine** between feature {spec.latent}'s direction and the vector: **{result.cosine:+.3f}**")
+    figure = go.Figure()
+    rows = []
+    for name, swept in ((f"feature {spec.latent}", result.feature), (f"mean difference ({spec.pairs})", result.vector)):
+        base = swept.baseline.mean_behaviour
+        gains = [cell.behaviour - base for cell in swept.cells]
+        ratios = [cell.perplexity_ratio for cell in swept.cells]
+        figure.add_trace(go.Scatter(x=ratios, y=gains, mode="lines+markers+text", name=name,
+                                    text=[f"{c.coefficient:g}" for c in swept.cells], textposition="top center"))  # fmt: skip
+        rows += [{"direction": name, "added norm": c.coefficient, "gain": round(g, 3), "perplexity (× unsteered)": round(r, 2),
+                  "KL (nats/token)": round(c.kl, 3)} for c, g, r in zip(swept.cells, gains, ratios, strict=True)]  # fmt: skip
+    figure.update_layout(xaxis_title="perplexity (× unsteered): damage", yaxis_title="behaviour gain: effect", height=360,
+                         title="Effect against damage (labels: added norm)")  # fmt: skip
+    st.plotly_chart(figure, key="feat_compare_plot")
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    keep_run(model, spec, result, key="feat_compare_keep")
+
+
 model = require_model()
 training_section(model)
 loaded = choose_sae(model)
@@ -279,3 +327,4 @@ if loaded is not None:
     dashboard_section(model, loaded)
     attribution_section(model, loaded)
     steering_section(model, loaded)
+    comparison_section(model, loaded)

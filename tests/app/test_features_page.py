@@ -97,3 +97,27 @@ def test_training_an_sae_on_the_page_saves_one_the_loader_reads(tiny_llama_dir, 
     loaded = load_sae(folders[0])
     assert loaded.layout == "steerscope" and loaded.sae.d_sae == 64 and loaded.card["training_tokens"] == 3000
     assert (folders[0].parent / "training_state.safetensors").is_file()  # the checkpoint a Stop would resume
+
+
+def test_a_cardless_sae_is_measured_and_compared_with_a_mean_difference(tiny_llama, tiny_llama_dir, data):
+    from features.runs import SAEQualityRun
+    from tests.runs.examples_features import tiny_sae_folder
+    from ui.model import OTHER_CHOICE
+
+    folder = tiny_sae_folder(tiny_llama)
+    app = open_page("pages/features.py", model_choice=OTHER_CHOICE, model_custom_spec=str(tiny_llama_dir),
+                    feat_source="An SAE folder on this machine", feat_folder=folder)  # fmt: skip
+    assert any("no card with quality figures" in w.value for w in app.warning)
+    app.button(key="feat_measure").click().run()
+    spec = SAEQualityRun(sae_folder=folder)
+    expected = spec.run(tiny_llama)
+    shown = [s.value for s in app.success]
+    assert any(
+        f"FVU {expected.fvu:.3f}" in v and f"CE loss recovered {100 * expected.ce_loss_recovered:.1f}%" in v for v in shown
+    )
+    app.number_input(key="feat_latent").set_value(1).run()
+    app.button(key="feat_compare").click().run()
+    assert not app.exception, app.exception
+    assert any("Cosine" in m.value for m in app.markdown)
+    table = next(frame.value for frame in app.dataframe if "added norm" in frame.value.columns)
+    assert set(table["direction"]) == {"feature 1", "mean difference (sentiment)"} and len(table) == 6

@@ -10,7 +10,15 @@ import torch
 from features.activations import token_stream
 from features.dashboard import build_feature_index, save_index
 from features.files import save_sae
-from features.runs import FeatureAttributionRun, FeatureDashboardRun, FeatureSteeringRun, PromptFeaturesRun, SAETraining
+from features.runs import (
+    FeatureAttributionRun,
+    FeatureDashboardRun,
+    FeatureSteeringRun,
+    FeatureVsVectorRun,
+    PromptFeaturesRun,
+    SAEQualityRun,
+    SAETraining,
+)
 from features.sae import SparseAutoencoder
 from interp import LoadedModel
 from interp.runs import RunSpec
@@ -52,4 +60,6 @@ def examples(model: LoadedModel) -> list[RunSpec]:
         FeatureSteeringRun(
             sae_folder=folder, latent=2, mode="clamp", value=3.0, prompts=("I love", "The store"), n_samples=1, max_new_tokens=4
         ),
+        SAEQualityRun(sae_folder=folder, n_contexts=2, context_tokens=16),
+        FeatureVsVectorRun(sae_folder=folder, latent=1, added_norms=(1.0,), prompts=("I love",), n_samples=1, max_new_tokens=4),
     ]
