@@ -58,7 +58,10 @@ def test_the_serving_page_shows_a_live_servers_metrics_and_ab_table(page, live_s
         tab.locator(".gtitle", has_text=title).first.wait_for()
     tab.get_by_text("Recent requests").wait_for()
     tab.get_by_text("thumbs-up rate is").first.wait_for()  # the test's sentence
-    assert tab.locator('[data-testid="stDataFrame"]').count() == 2  # recent requests, the arms
+    tables = tab.locator('[data-testid="stDataFrame"]')
+    tables.nth(1).wait_for()  # the tables draw after the sentence above on a loaded machine (CI saw 0 at once)
+    page.wait_idle()
+    assert tables.count() == 2  # recent requests, the arms
     # Opened by its URL on a fresh server, the page still runs inside the app: its navigation and model picker
     navigation = tab.locator('[data-testid="stSidebarNav"]')
     assert navigation.get_by_text("Reward & RLHF").count() == 1, navigation.inner_text()
