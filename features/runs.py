@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -217,6 +218,7 @@ class SAETraining(RunSpec):
 
 
 _SAES: dict[tuple[str, float], SAEFolder] = {}
+_SAES_LOCK = threading.Lock()  # Streamlit sessions are threads: one read per SAE version, not one per session
 
 
 def sae_at(folder: str, model: LoadedModel) -> SAEFolder:
@@ -226,9 +228,10 @@ def sae_at(folder: str, model: LoadedModel) -> SAEFolder:
     path = Path(folder).expanduser()
     weights = next((path / name for name in ("sae.safetensors", "sae_weights.safetensors") if (path / name).is_file()), None)
     key = (str(path.resolve()), weights.stat().st_mtime if weights is not None else 0.0)
-    if key not in _SAES:
-        _SAES[key] = load_sae(path)
-    loaded = _SAES[key]
+    with _SAES_LOCK:
+        if key not in _SAES:
+            _SAES[key] = load_sae(path)
+        loaded = _SAES[key]
     if loaded.sae.d_in != model.info.d_model:  # checked on every use: one SAE, several models in one app
         load_sae(path, d_model=model.info.d_model)  # raises the loader's own message
     made_for = loaded.card.get("weights_sha256")

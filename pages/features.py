@@ -290,12 +290,13 @@ def comparison_section(model, loaded: SAEFolder) -> None:
     st.subheader("Feature vs mean-difference vector")
     latent = int(st.session_state.get(KEY_LATENT, 0))
     cols = st.columns([2, 1])
-    pairs = cols[0].selectbox("Contrast pairs for the vector", list(BUILT_IN), format_func=BUILT_IN.get, key=KEY_COMPARE_PAIRS)
+    # only pair sets with a scorer of their own: a formality vector scored for sentiment would answer another question
+    scored = [name for name in BUILT_IN if name in SCORER_NAMES]
+    pairs = cols[0].selectbox("Contrast pairs for the vector", scored, format_func=BUILT_IN.get, key=KEY_COMPARE_PAIRS)
     if cols[1].button(f"Compare feature {latent}", key=KEY_COMPARE_RUN):
         with shown_as_message("Comparing"):
-            scorer = {"sentiment": "sentiment", "weddings": "weddings"}.get(pairs, "sentiment")
             st.session_state[KEY_COMPARE_SPEC] = FeatureVsVectorRun(sae_folder=str(loaded.folder), latent=latent,
-                                                                    pairs=pairs, scorer=scorer)  # fmt: skip
+                                                                    pairs=pairs, scorer=pairs)  # fmt: skip
     spec, result = stoppable_result(model, KEY_COMPARE_SPEC, KEY_COMPARE_RUN, "The comparison")
     if result is None:
         st.caption("Both directions at unit norm, added at the SAE's layer with the same norms, on the same prompts and "
