@@ -11,10 +11,13 @@ batch of prompts that differ in what the model should answer.
   corrupted value; keeping only a candidate circuit tests whether it suffices (faithfulness).
 * :mod:`~interp.circuits.logit_attribution` — the final residual stream split into what each head and
   MLP wrote directly, read through the frozen final norm and the unembedding.
+* :mod:`~interp.circuits.edges` — circuits at the level of edges (which output is read by which later input):
+  EAP and EAP-IG scores, real edge patching, top-n circuits and their faithfulness curves.
 
 Components are named one way everywhere (``L1.H2``, ``L1.attn_out``, ``L1.resid_pre@5``): see
 :mod:`interp.components`. All runs go through :func:`interp.hooks.intervene`; no hook survives a call.
-Each kind of run is a spec: :class:`PatchingRun`, :class:`AblationRun`, :class:`DirectLogitAttributionRun`.
+Each kind of run is a spec: :class:`PatchingRun`, :class:`AblationRun`, :class:`DirectLogitAttributionRun`,
+:class:`EdgeCircuitRun`, :class:`EdgePatchRun`.
 """
 
 from interp.circuits.ablation import (
@@ -29,6 +32,19 @@ from interp.circuits.ablation import (
     ablation_values,
     circuit_faithfulness,
 )
+from interp.circuits.edges import (
+    EDGE_METHOD_TITLES,
+    EDGE_METHODS,
+    EdgeCircuitResult,
+    EdgeCircuitRun,
+    EdgePatchRun,
+    EdgeScores,
+    FaithfulnessCurve,
+    edge_graph,
+    faithfulness_curve,
+    score_edges,
+    top_circuit,
+)
 from interp.circuits.logit_attribution import DirectLogitAttribution, DirectLogitAttributionRun, direct_logit_attribution
 from interp.circuits.metric import Metric
 from interp.circuits.patching import DIRECTIONS, PatchingPair, PatchingResult, PatchingRun, attribution_patch, patch_sweep
@@ -38,6 +54,8 @@ from interp.components import SITE_KINDS, SITE_TITLES, Component, ablatable_comp
 __all__ = [
     "ABLATIONS",
     "DIRECTIONS",
+    "EDGE_METHODS",
+    "EDGE_METHOD_TITLES",
     "SITE_KINDS",
     "SITE_TITLES",
     "AblationResult",
@@ -49,6 +67,11 @@ __all__ = [
     "Component",
     "DirectLogitAttribution",
     "DirectLogitAttributionRun",
+    "EdgeCircuitResult",
+    "EdgeCircuitRun",
+    "EdgePatchRun",
+    "EdgeScores",
+    "FaithfulnessCurve",
     "Metric",
     "PatchingPair",
     "PatchingResult",
@@ -62,6 +85,10 @@ __all__ = [
     "attribution_patch",
     "circuit_faithfulness",
     "direct_logit_attribution",
+    "edge_graph",
+    "faithfulness_curve",
     "head_label",
     "patch_sweep",
+    "score_edges",
+    "top_circuit",
 ]

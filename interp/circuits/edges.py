@@ -32,6 +32,7 @@ projection to each head's own copy of the residual stream (the bridge has no spl
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import ClassVar, Literal
@@ -90,6 +91,13 @@ class EdgeGraph:
         if not self.real[v, u]:
             raise InputError(f"{label!r} is not an edge: {target} is computed before {source} is written.")
         return v, u
+
+    def feeds(self, v: int) -> tuple[str, ...]:
+        """The nodes whose computation reads downstream input ``v`` (every query head of a shared k/v input's group)."""
+        if not self.downstream_heads[v]:
+            return (self.downstream_node[v],)
+        layer = self.downstream_layer[v]
+        return tuple(head_label(layer, head) for head in self.downstream_heads[v])
 
     def all_edges(self) -> list[tuple[int, int]]:
         return [(int(v), int(u)) for v, u in zip(*np.nonzero(self.real), strict=True)]
@@ -174,12 +182,11 @@ class _GraphPass:
         copies = residual.unsqueeze(0).expand(len(downstream), *residual.shape)
         if self.patching:
             n_up = len(self.outputs)
-            current = torch.stack(self.outputs)  # [n_up, rows, pos, d]
+            difference = self.difference[:n_up]  # [n_up, groups, batch, pos, d]: what each node changed
+            keep = self.keep[:, list(downstream), :n_up].to(difference.dtype)  # [groups, len, n_up]
+            kept = torch.einsum("gvu,ugbpd->vgbpd", keep, difference).reshape(len(downstream), *residual.shape)
             prompt = torch.arange(self.rows, device=residual.device) % self.batch
-            difference = current - self.corrupted_out[:n_up][:, prompt]  # what each node changed
             group = torch.arange(self.rows, device=residual.device) // self.batch
-            keep = self.keep[:, list(downstream), :n_up][group]  # [rows, len, n_up]
-            kept = torch.einsum("rvu,urpd->vrpd", keep.to(difference.dtype), difference)
             corrupted = self.corrupted_in[site][prompt].unsqueeze(0)
             fraction = self.fraction[group].to(residual.dtype)[None, :, None, None]
             # patched = current - f * (current - (corrupted + kept changes)); f = 1 is the plain edge patch
@@ -193,11 +200,19 @@ class _GraphPass:
         return copies
 
     def _record(self, output: torch.Tensor) -> None:
+        if self.patching:  # kept as the change from the corrupted run, written once, in place (no re-stacking)
+            u = len(self.outputs)
+            if u == 0:
+                groups = self.rows // self.batch
+                self.difference = output.new_empty(len(self.graph.upstream), groups, self.batch, *output.shape[1:])
+            grouped = output.view(-1, self.batch, *output.shape[1:])
+            self.difference[u] = grouped - self.corrupted_out[u].to(output.dtype).unsqueeze(0)
         self.outputs.append(output)
 
     def hooks(self) -> list[tuple[str, Callable]]:
         model, graph = self.model, self.graph
         bridge = model.bridge
+        weights = _attention_weights(model)
         hooks: list[tuple[str, Callable]] = []
         if self.embed_override is not None:
             hooks.append(("blocks.0.hook_resid_pre", lambda activation, hook: self.embed_override(activation)))
@@ -210,13 +225,10 @@ class _GraphPass:
             mlp_id = v_ids[-1] + 1
             norm1 = block.ln1._original_component
             hooks.append((f"blocks.{layer}.ln1.hook_in", self._residual_hook(layer)))
-            for name, ids, weight, bias in (
-                ("hook_q", q_ids, bridge.W_Q[layer], _bias(bridge, "b_Q", layer)),
-                ("hook_k", k_ids, bridge.W_K[layer], _bias(bridge, "b_K", layer)),
-                ("hook_v", v_ids, bridge.W_V[layer], _bias(bridge, "b_V", layer)),
-            ):
+            for name, ids, which in (("hook_q", q_ids, "Q"), ("hook_k", k_ids, "K"), ("hook_v", v_ids, "V")):
+                weight, bias = weights[f"W_{which}"][layer], weights[f"b_{which}"][layer]
                 hooks.append((f"blocks.{layer}.attn.{name}", self._projection_hook(layer, ids, norm1, weight, bias)))
-            hooks.append((f"blocks.{layer}.attn.hook_z", self._heads_hook(bridge.W_O[layer])))
+            hooks.append((f"blocks.{layer}.attn.hook_z", self._heads_hook(weights["W_O"][layer])))
             hooks.append((f"blocks.{layer}.ln2.hook_in", self._input_hook(mlp_id, 2 * layer + 1)))
             hooks.append((f"blocks.{layer}.hook_mlp_out", lambda activation, hook: self._record(activation)))
         hooks.append(("ln_final.hook_in", self._input_hook(len(graph.downstream) - 1, 2 * model.info.n_layers)))
@@ -246,7 +258,8 @@ class _GraphPass:
     def _heads_hook(self, w_out: torch.Tensor) -> Callable:
         def hook(activation: torch.Tensor, site: HookSite) -> None:
             per_head = torch.einsum("rphe,hed->hrpd", activation, w_out.to(activation.dtype))
-            self.outputs.extend(per_head.unbind(0))
+            for output in per_head.unbind(0):
+                self._record(output)
 
         return hook
 
@@ -262,13 +275,31 @@ class _GraphPass:
         return hook
 
 
-def _bias(bridge, name: str, layer: int) -> torch.Tensor:
-    """A projection's bias ``[heads, d_head]`` (zero for models without one, such as Llama)."""
-    try:
-        bias = getattr(bridge, name)
-    except (AttributeError, NotImplementedError):
-        return torch.zeros(())
-    return bias[layer] if bias is not None else torch.zeros(())
+_weights_cache: dict[tuple[int, str, str], dict[str, torch.Tensor]] = {}
+_weights_lock = threading.Lock()
+
+
+def _attention_weights(model: LoadedModel) -> dict[str, torch.Tensor]:
+    """Every layer's W_Q/K/V ``[layer, heads, d_model, d_head]``, W_O and biases, read once per model.
+
+    The bridge's ``W_Q`` stacks every layer's weights on each access (0.1-0.2 s on SmolLM2), and a graph pass
+    needs four per layer. The model is shared and its weights never change in place, so one copy serves all.
+    """
+    key = (id(model), model.info.weights_sha256, model.info.dtype)
+    with _weights_lock:
+        if key not in _weights_cache:
+            bridge = model.bridge
+            with torch.no_grad():
+                weights = {name: getattr(bridge, name).detach() for name in ("W_Q", "W_K", "W_V", "W_O")}
+                for name in ("b_Q", "b_K", "b_V"):
+                    try:
+                        bias = getattr(bridge, name)
+                    except (AttributeError, NotImplementedError):
+                        bias = None
+                    weights[name] = bias.detach() if bias is not None else torch.zeros(model.info.n_layers)
+            _weights_cache.clear()  # one model at a time is in use; keep memory to one copy
+            _weights_cache[key] = weights
+        return _weights_cache[key]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -476,7 +507,7 @@ class EdgeCircuit:
 
     def nodes(self) -> list[str]:
         """The nodes the circuit's edges touch, upstream order first, then the logits."""
-        touched = {self.graph.upstream[u] for _, u in self.edges} | {self.graph.downstream_node[v] for v, _ in self.edges}
+        touched = {self.graph.upstream[u] for _, u in self.edges} | {n for v, _ in self.edges for n in self.graph.feeds(v)}
         ordered = [name for name in self.graph.upstream if name in touched]
         return ordered + ([LOGITS] if LOGITS in touched else [])
 
@@ -492,15 +523,14 @@ def prune(graph: EdgeGraph, edges: Sequence[tuple[int, int]]) -> list[tuple[int,
     # forward: which upstream nodes carry a difference (the input, or a node with a kept, live incoming edge)
     live = {0}
     for index, name in enumerate(graph.upstream[1:], start=1):
-        if any(u in live and graph.downstream_node[v] == name for v, u in edges):
+        if any(u in live and name in graph.feeds(v) for v, u in edges):
             live.add(index)
     # backward: which nodes reach the logits through kept edges
     reaches = {LOGITS}
     for index in range(len(graph.upstream) - 1, 0, -1):
-        name = graph.upstream[index]
-        if any(u == index and graph.downstream_node[v] in reaches for v, u in edges):
-            reaches.add(name)
-    return [(v, u) for v, u in edges if u in live and graph.downstream_node[v] in reaches]
+        if any(u == index and not reaches.isdisjoint(graph.feeds(v)) for v, u in edges):
+            reaches.add(graph.upstream[index])
+    return [(v, u) for v, u in edges if u in live and not reaches.isdisjoint(graph.feeds(v))]
 
 
 def top_circuit(scores: EdgeScores, n: int | None = None, *, threshold: float | None = None) -> EdgeCircuit:
