@@ -1,9 +1,10 @@
-"""Circuits: which components cause this behaviour? Patching, attribution patching, ablation, DLA."""
+"""Circuits: which components cause this behaviour, and how they connect? Patching, ablation, DLA, edge circuits."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 
 import pandas as pd
 import streamlit as st
@@ -11,24 +12,31 @@ import streamlit as st
 from interp.attention import attention_patterns
 from interp.circuits import (
     ABLATIONS,
+    EDGE_METHOD_TITLES,
+    EDGE_METHODS,
     SITE_TITLES,
     AblationRun,
     CircuitAblation,
     CircuitTask,
     Component,
     DirectLogitAttributionRun,
+    EdgeCircuitResult,
+    EdgeCircuitRun,
+    EdgePatchRun,
     PatchingPair,
     PatchingRun,
     PatchingTask,
     ablatable_components,
+    top_circuit,
 )
 from interp.circuits import tasks as presets
+from interp.circuits.edges import circuit_document
 from interp.errors import SteerscopeError
 from interp.plots.attention import pattern_heatmap
-from interp.plots.circuits import dla_bar, patching_agreement, patching_heatmap
+from interp.plots.circuits import circuit_graph, dla_bar, faithfulness_plot, patching_agreement, patching_heatmap
 from interp.toy import induction as toy
 from ui.cached import cached_run
-from ui.downloads import csv_download
+from ui.downloads import csv_download, figure_downloads, json_download
 from ui.errors import shown_as_message
 from ui.model import KEY_CHOICE, KEY_CUSTOM, OTHER_CHOICE, require_model
 from ui.progress import run_with_progress
@@ -52,6 +60,17 @@ KEY_ABLATE = "circ_ablate"
 KEY_ABLATION = "circ_ablation_method"
 KEY_ABLATE_RUN = "circ_ablate_run"
 KEY_ABLATION_SPEC = "circ_ablation_spec"  # (weights, AblationRun) of the ablation on screen
+KEY_EDGE_METHOD = "circ_edge_method"
+KEY_EDGE_STEPS = "circ_edge_steps"
+KEY_EDGE_RUN = "circ_edge_run"
+KEY_EDGE_SPEC = "circ_edge_spec"  # (weights, EdgeCircuitRun) of the edge circuit on screen
+KEY_EDGE_SIZE = "circ_edge_size"
+KEY_EDGE_GRAPH = "circ_edge_graph"
+KEY_EDGE_HEAD = "circ_edge_head"  # (layer, head) clicked in the circuit graph
+KEY_EDGE_PICK = "circ_edge_pick"
+KEY_EDGE_PATCH = "circ_edge_patch"
+KEY_EDGE_PATCH_SPEC = "circ_edge_patch_spec"
+EDGE_CHOICES = 60  # edges offered for real patching: the top ones by score
 CUSTOM_INPUTS = ("Clean prompt", "Corrupted prompt", "Right answer", "Wrong answer")
 TASKS = {**presets.PRESET_TITLES, "custom": "My own clean / corrupted pair"}
 ALIGN = "Align them (pad the shorter prompt at the start)"
@@ -281,6 +300,91 @@ def dla_section(model, choice: CircuitTask) -> None:
     keep_run(model, spec, dla, key="circ_keep_dla", label="direct logit attribution")
 
 
+def _open_graph_head() -> None:
+    points = st.session_state[KEY_EDGE_GRAPH].selection.points
+    heads = [p["customdata"] for p in points if isinstance(p.get("customdata"), list) and p["customdata"][0] >= 0]
+    if heads:
+        st.session_state[KEY_EDGE_HEAD] = (int(heads[0][0]), int(heads[0][1]))
+
+
+def edges_section(model, choice: CircuitTask, built: PatchingTask) -> None:
+    """Score every edge, draw the top-n circuit as a graph beside its faithfulness curve, really patch any edge."""
+    st.subheader("How they connect: the circuit as edges")
+    st.caption(
+        "An edge is one node's output (a head, an MLP, the embeddings) as read by one later input (a head's query, "
+        "key or value, an MLP, the logits). Scores estimate what patching that edge alone from the corrupted run does "
+        "to the metric; faithfulness keeps only the circuit's edges and patches all others."
+    )
+    controls = st.columns([3, 1, 1])
+    method = controls[0].radio("Method", EDGE_METHODS, EDGE_METHODS.index(EdgeCircuitRun.default("method")),
+                               EDGE_METHOD_TITLES.get, horizontal=True, key=KEY_EDGE_METHOD)  # fmt: skip
+    steps = controls[1].number_input("EAP-IG steps (m)", 1, 50, EdgeCircuitRun.default("steps"), key=KEY_EDGE_STEPS,
+                                     disabled=method == "eap", help="Points on the path from corrupted to clean.")  # fmt: skip
+    spec = EdgeCircuitRun(choice, method, int(steps))
+    if controls[2].button("Find the circuit", type="primary", key=KEY_EDGE_RUN):
+        st.session_state[KEY_EDGE_SPEC] = (model.info.weights_sha256, spec)
+    if not _on_screen(KEY_EDGE_SPEC, model, spec):
+        return
+    result: EdgeCircuitResult | None = None
+    with shown_as_message("The edge circuit"):
+        result = run_with_progress(model, spec, "Scoring every edge")
+    if result is None:
+        return
+    _show_edges(model, choice, built, spec, result)
+
+
+def _show_edges(model, choice: CircuitTask, built: PatchingTask, spec: EdgeCircuitRun, result: EdgeCircuitResult) -> None:
+    scores, curve, unit = result.scores, result.curve, built.metric.unit
+    a, b, c, d = st.columns(4)
+    a.metric("Clean metric", f"{scores.metric_clean:.3f} {unit}")
+    b.metric("Corrupted metric", f"{scores.metric_corrupted:.3f} {unit}")
+    c.metric("Edges scored", f"{scores.graph.n_edges:,}", f"{scores.edges_per_second:,.0f} edges/s", delta_color="off")
+    d.metric("CPR / CMD", f"{curve.cpr:.3f} / {curve.cmd:.3f}",
+             f"random: {curve.random_cpr:.3f} / {curve.random_cmd:.3f}", delta_color="off")  # fmt: skip
+    size = st.slider("Circuit size (top edges by |score|, before pruning)", 1, min(200, scores.graph.n_edges),
+                     min(10, scores.graph.n_edges), key=KEY_EDGE_SIZE)  # fmt: skip
+    circuit = top_circuit(scores, size)
+    document = circuit_document(circuit, scores, result.checks)
+    graph_col, curve_col = st.columns([3, 2])
+    with graph_col:
+        figure = circuit_graph(document, model.info.n_layers, model.info.n_heads)
+        st.plotly_chart(figure, key=KEY_EDGE_GRAPH, on_select=_open_graph_head, selection_mode="points")
+        st.caption(
+            f"{len(circuit.edges)} of the top {size} edges lie on a path from the input to the logits (the others "
+            "cannot change anything and are left out). Click a head to see its attention pattern."
+        )
+        down = st.columns(2)
+        with down[0]:
+            json_download(lambda: json.dumps(document, indent=1), "circuit.json", "Download the circuit (JSON)")
+        with down[1]:
+            figure_downloads(figure, "circuit")
+    with curve_col:
+        st.plotly_chart(faithfulness_plot(curve))
+        st.caption("CPR: area under the curve (higher is better). CMD: area between the curve and 1 (lower is "
+                   "better). Both over the fraction of edges, as in the MIB benchmark.")  # fmt: skip
+    head = st.session_state.get(KEY_EDGE_HEAD)
+    if head is not None and head[0] < model.info.n_layers and head[1] < model.info.n_heads:
+        with shown_as_message("Recording the head's pattern"):
+            st.plotly_chart(pattern_heatmap(attention_patterns(model, built.clean[0].tolist()), *head))
+    checks = pd.DataFrame([(c.edge, c.estimate, c.patched) for c in result.checks],
+                          columns=["edge", f"estimate ({unit})", f"really patched ({unit})"])  # fmt: skip
+    st.markdown("**The top edges, really patched one at a time** (path patching of each edge)")
+    st.dataframe(checks, hide_index=True)
+    offered = [label for label, _ in scores.ranked(EDGE_CHOICES)]
+    row = st.columns([3, 1])
+    picked = row[0].selectbox("Check another edge", offered, key=KEY_EDGE_PICK)
+    patch_spec = EdgePatchRun(choice, (picked,), spec.method, spec.steps) if picked else None
+    if row[1].button("Patch this edge", key=KEY_EDGE_PATCH, disabled=not picked):
+        st.session_state[KEY_EDGE_PATCH_SPEC] = (model.info.weights_sha256, patch_spec)
+    if _on_screen(KEY_EDGE_PATCH_SPEC, model, patch_spec):
+        with shown_as_message("Edge patching"):
+            (check,) = cached_run(model, patch_spec)
+            st.metric(f"{check.edge}, really patched", f"{check.patched:+.3f} {unit}",
+                      f"estimate {check.estimate:+.3f} {unit}", delta_color="off")  # fmt: skip
+    csv_download(lambda: curve.to_frame(), "faithfulness.csv", "Download the faithfulness curve (CSV)")
+    keep_run(model, spec, result, key="circ_keep_edges", label="edge circuit")
+
+
 st.title("Circuits")
 st.caption(
     "Which components cause this behaviour? Patch activations between a clean and a corrupted prompt, "
@@ -298,3 +402,4 @@ if patching.sites == "heads" and KEY_OPEN_HEAD in st.session_state:
     open_head_section(model, built)
 ablation_section(model, choice, built)
 dla_section(model, choice)
+edges_section(model, choice, built)

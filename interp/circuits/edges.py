@@ -755,3 +755,26 @@ class EdgePatchRun(RunSpec):
         indices = [graph.edge_index(edge) for edge in self.edges]  # a bad label fails before any work
         scores = score_edges(model, task.clean, task.corrupted, task.metric, method=self.method, steps=self.steps)
         return tuple(verify_edges(model, task.clean, task.corrupted, task.metric, scores, indices))
+
+
+def circuit_document(circuit: EdgeCircuit, scores: EdgeScores, checks: Sequence[EdgeCheck] = ()) -> dict:
+    """The circuit as plain JSON-able data: its nodes (with importance), edges (with scores) and how it was found."""
+    graph = circuit.graph
+    patched = {check.edge: check.patched for check in checks}
+    importance: dict[str, float] = {}
+    edges = []
+    for v, u in circuit.edges:
+        score = float(scores.scores[v, u])
+        label = graph.edge_label(v, u)
+        for name in (graph.upstream[u], *graph.feeds(v)):
+            importance[name] = importance.get(name, 0.0) + abs(score)
+        edges.append({"edge": label, "source": graph.upstream[u], "target_input": graph.downstream[v],
+                      "target_nodes": list(graph.feeds(v)), "score": score, "patched": patched.get(label)})  # fmt: skip
+    nodes = [{"node": name, "importance": importance.get(name, 0.0)} for name in circuit.nodes()]
+    return {
+        "method": scores.method, "steps": scores.steps, "metric": scores.metric_label, "unit": scores.metric_unit,
+        "metric_clean": scores.metric_clean, "metric_corrupted": scores.metric_corrupted,
+        "edges_in_graph": graph.n_edges, "edges_requested": circuit.requested,
+        "score_meaning": "estimated metric with this edge alone patched from the corrupted run, minus the clean metric",
+        "nodes": nodes, "edges": edges,
+    }  # fmt: skip

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import plotly.graph_objects as go
 
-from interp.circuits import SITE_TITLES, DirectLogitAttribution, PatchingPair, PatchingResult
+from interp.circuits import SITE_TITLES, DirectLogitAttribution, FaithfulnessCurve, PatchingPair, PatchingResult
+from interp.circuits.edges import INPUT, LOGITS
+from interp.components import Component
 from interp.plots import base_layout, plot_text
 from interp.tokens import unique_labels
 
@@ -109,3 +113,133 @@ def dla_bar(dla: DirectLogitAttribution, k: int = 15) -> go.Figure:
     fig.update_xaxes(title=plot_text([f"direct contribution to {dla.metric_label} (logits)"])[0])
     fig.update_yaxes(type="category")
     return base_layout(fig, height=80 + 24 * len(ranked), title=f"Direct logit attribution (metric {dla.metric:.3f} logits)")
+
+
+def _node_position(name: str, n_layers: int, n_heads: int) -> tuple[float, float]:
+    """Layers left to right (the input at -1, the logits at n_layers); heads top to bottom, the MLP below them."""
+    if name == INPUT:
+        return -1.0, (n_heads - 1) / 2
+    if name == LOGITS:
+        return float(n_layers), (n_heads - 1) / 2
+    component = Component.from_label(name.replace(".mlp", ".mlp_out"))
+    return float(component.layer), float(component.index if component.kind == "head" else n_heads + 0.3)
+
+
+def circuit_graph(document: dict, n_layers: int, n_heads: int, *, title: str = "The circuit") -> go.Figure:
+    """A circuit from :func:`interp.circuits.edges.circuit_document`: node size by importance, edge width by score.
+
+    Head nodes carry ``customdata`` ``[layer, head]`` so a click can open the head's attention pattern.
+    """
+    fig = go.Figure()
+    nodes = {node["node"]: node["importance"] for node in document["nodes"]}
+    widest = max((abs(edge["score"]) for edge in document["edges"]), default=1.0) or 1.0
+    middles_x, middles_y, middles_text = [], [], []
+    for edge in document["edges"]:
+        x0, y0 = _node_position(edge["source"], n_layers, n_heads)
+        for target in edge["target_nodes"]:
+            if target not in nodes:
+                continue
+            x1, y1 = _node_position(target, n_layers, n_heads)
+            colour = "rgba(178,24,43,0.65)" if edge["score"] < 0 else "rgba(33,102,172,0.65)"
+            fig.add_trace(
+                go.Scatter(
+                    x=[x0, x1],
+                    y=[y0, y1],
+                    mode="lines",
+                    hoverinfo="skip",
+                    showlegend=False,
+                    line={"width": 1 + 9 * abs(edge["score"]) / widest, "color": colour},
+                )
+            )
+            patched = "" if edge["patched"] is None else f"<br>really patched: {edge['patched']:+.3f} {document['unit']}"
+            middles_x.append((x0 + x1) / 2)
+            middles_y.append((y0 + y1) / 2)
+            middles_text.append(f"{html.escape(edge['edge'])}<br>estimate {edge['score']:+.3f} {document['unit']}{patched}")
+    fig.add_trace(
+        go.Scatter(
+            x=middles_x,
+            y=middles_y,
+            mode="markers",
+            marker={"size": 6, "color": "rgba(0,0,0,0.25)"},
+            text=middles_text,
+            hovertemplate="%{text}<extra>edge</extra>",
+            showlegend=False,
+        )
+    )
+    biggest = max(nodes.values(), default=1.0) or 1.0
+    names = list(nodes)
+    positions = [_node_position(name, n_layers, n_heads) for name in names]
+    head_of = [[Component.from_label(n).layer, Component.from_label(n).index] if ".H" in n else [-1, -1] for n in names]
+    fig.add_trace(
+        go.Scatter(
+            x=[p[0] for p in positions],
+            y=[p[1] for p in positions],
+            mode="markers+text",
+            text=names,
+            textposition="top center",
+            customdata=head_of,
+            marker={
+                "size": [12 + 28 * nodes[n] / biggest for n in names],
+                "color": "#4c72b0",
+                "line": {"width": 1, "color": "white"},
+            },
+            hovertext=[f"{n}<br>importance (sum of |edge scores|) {nodes[n]:.3f} {document['unit']}" for n in names],
+            hovertemplate="%{hovertext}<extra>click a head to see its pattern</extra>",
+            showlegend=False,
+        )
+    )
+    fig.update_xaxes(
+        title="layer",
+        range=[-1.6, n_layers + 0.6],
+        tickvals=[-1, *range(n_layers), n_layers],
+        ticktext=["input", *map(str, range(n_layers)), "logits"],
+    )
+    fig.update_yaxes(title="head (MLP below)", autorange="reversed", showticklabels=False)
+    subtitle = f"{len(document['edges'])} edges of {document['edges_in_graph']:,}; blue raises, red lowers the metric"
+    return base_layout(fig, height=max(360, 40 * (n_heads + 2)), title=f"{title} — {subtitle}")
+
+
+def faithfulness_plot(curve: FaithfulnessCurve) -> go.Figure:
+    """Faithfulness of the top-n circuit over its size (fraction of all edges), beside random circuits of that size."""
+    x = list(curve.fractions)
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=x + x[::-1],
+            y=list(curve.random_high) + list(curve.random_low)[::-1],
+            fill="toself",
+            fillcolor="rgba(150,150,150,0.2)",
+            line={"width": 0},
+            hoverinfo="skip",
+            name=f"random circuits (range of {curve.random_repeats})",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=list(curve.random_mean),
+            mode="lines+markers",
+            line={"color": "gray", "dash": "dot"},
+            name="random circuits (mean)",
+            customdata=list(curve.sizes),
+            hovertemplate="%{customdata} random edges: %{y:.3f}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=list(curve.faithfulness),
+            mode="lines+markers",
+            line={"color": "#4c72b0"},
+            name=f"top edges by {curve.method.upper()}",
+            customdata=list(zip(curve.sizes, curve.kept, strict=True)),
+            hovertemplate="top %{customdata[0]} edges (%{customdata[1]} kept): %{y:.3f}<extra></extra>",
+        )
+    )
+    fig.add_hline(y=1.0, line={"color": "black", "width": 1, "dash": "dash"})
+    fig.update_xaxes(type="log", title="circuit size (fraction of all edges, log scale)", tickformat=".1%")
+    fig.update_yaxes(title="faithfulness (1 = full model, 0 = corrupted)")
+    title = (
+        f"Faithfulness — CPR {curve.cpr:.3f} (random {curve.random_cpr:.3f}), CMD {curve.cmd:.3f} (random {curve.random_cmd:.3f})"
+    )
+    return base_layout(fig, height=380, title=title)

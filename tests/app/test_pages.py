@@ -236,6 +236,29 @@ def test_circuits_page_finds_the_planted_induction_head():
     assert metrics["These components ablated"] > metrics["Full model"] + 2  # loss rises: copying is gone
 
 
+def test_circuits_page_draws_the_planted_circuit_as_edges_and_patches_one_for_real():
+    app = open_page("pages/circuits.py", **PLANTED)
+    app.radio(key="circ_task").set_value("induction").run()
+    app.button(key="circ_edge_run").click().run()
+    assert not app.exception and not app.error
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Edges scored"] == "110"  # 1 + 2 x (4 heads + MLP) nodes; 2 x (4 q + 4 k + 4 v + MLP) inputs + logits
+    cpr, cmd = (float(x) for x in metrics["CPR / CMD"].split(" / "))
+    assert cpr > 0.8 and cmd < 0.2
+    checks = frame_with(app, "really patched (nats)")
+    assert {"L1.H2 -> logits", "L0.H1 -> L1.H2.k"} <= set(checks["edge"].head(5))
+    assert (checks["really patched (nats)"].head(3) > 1).all()  # each of the top edges alone breaks copying: loss rises
+    chart = next(c for c in app.get("plotly_chart") if "The circuit" in c.proto.spec)
+    assert "L0.H1" in chart.proto.spec and "L1.H2" in chart.proto.spec
+    app.selectbox(key="circ_edge_pick").set_value("L0.H1 -> L1.H2.k").run()
+    app.button(key="circ_edge_patch").click().run()
+    assert not app.exception and not app.error
+    patched = next(m for m in app.metric if m.label == "L0.H1 -> L1.H2.k, really patched")
+    assert float(patched.value.split()[0]) == pytest.approx(
+        float(checks.set_index("edge").loc["L0.H1 -> L1.H2.k"].iloc[1]), abs=1e-3
+    )
+
+
 def test_circuits_page_ablates_a_layers_attention_output():
     app = open_page("pages/circuits.py", **PLANTED)
     app.radio(key="circ_task").set_value("induction").run()
