@@ -101,6 +101,10 @@ def test_combine_shows_each_behaviour_s_interaction_in_its_unit(page, tmp_path):
     samples.fill("1")  # one sample per prompt and condition: the numbers are the same kind, in half the time
     samples.press("Enter")
     page.wait_idle(SLOW_CPU_S)
+    prompts = tab.get_by_label("Prompts (one per line)")
+    prompts.fill("I think the weather today is\nMy neighbour told me that")  # 2 of the 8 neutral prompts: a quarter of the work
+    prompts.press("Control+Enter")
+    page.wait_idle(SLOW_CPU_S)
     tab.get_by_role("button", name="Combine", exact=True).click()
     page.wait_idle(SLOW_CPU_S)
     interactions = tab.locator('[data-testid="stMetric"]').filter(has_text="Interaction —")
@@ -109,6 +113,7 @@ def test_combine_shows_each_behaviour_s_interaction_in_its_unit(page, tmp_path):
     for box in interactions.all():
         assert re.fullmatch(r"[+-]\d+\.\d{3}", box.locator('[data-testid="stMetricValue"]').inner_text().strip())
     assert re.fullmatch(r"\d+\.\d{3} nats", metric(tab, "KL(unsteered ‖ together)"))
+    tab.get_by_text("2 prompts × 1 samples in each condition", exact=False).wait_for()  # the run used the typed prompts
     assert page.screenshot("steering_compose", tmp_path).stat().st_size > 10_000
 
 
