@@ -345,7 +345,7 @@ def _show_edges(model, choice: CircuitTask, built: PatchingTask, spec: EdgeCircu
                      min(10, scores.graph.n_edges), key=KEY_EDGE_SIZE)  # fmt: skip
     circuit = top_circuit(scores, size)
     document = circuit_document(circuit, scores, result.checks)
-    graph_col, curve_col = st.columns([3, 2])
+    graph_col, curve_col = st.columns([1, 1])
     with graph_col:
         figure = circuit_graph(document, model.info.n_layers, model.info.n_heads)
         st.plotly_chart(figure, key=KEY_EDGE_GRAPH, on_select=_open_graph_head, selection_mode="points")

@@ -211,7 +211,7 @@ def faithfulness_plot(curve: FaithfulnessCurve) -> go.Figure:
             fillcolor="rgba(150,150,150,0.2)",
             line={"width": 0},
             hoverinfo="skip",
-            name=f"random circuits (range of {curve.random_repeats})",
+            name=f"random (range of {curve.random_repeats}; CPR {curve.random_cpr:.2f})",
         )
     )
     fig.add_trace(
@@ -220,7 +220,7 @@ def faithfulness_plot(curve: FaithfulnessCurve) -> go.Figure:
             y=list(curve.random_mean),
             mode="lines+markers",
             line={"color": "gray", "dash": "dot"},
-            name="random circuits (mean)",
+            name="random (mean)",
             customdata=list(curve.sizes),
             hovertemplate="%{customdata} random edges: %{y:.3f}<extra></extra>",
         )
@@ -237,9 +237,9 @@ def faithfulness_plot(curve: FaithfulnessCurve) -> go.Figure:
         )
     )
     fig.add_hline(y=1.0, line={"color": "black", "width": 1, "dash": "dash"})
-    fig.update_xaxes(type="log", title="circuit size (fraction of all edges, log scale)", tickformat=".1%")
+    ticks = [f for f in (0.001, 0.01, 0.1, 1.0) if min(x) <= f <= max(x)] or x
+    fig.update_xaxes(type="log", title="circuit size (share of all edges, log scale)", tickvals=ticks,
+                     ticktext=[f"{100 * f:g}%" for f in ticks])  # fmt: skip
     fig.update_yaxes(title="faithfulness (1 = full model, 0 = corrupted)")
-    title = (
-        f"Faithfulness — CPR {curve.cpr:.3f} (random {curve.random_cpr:.3f}), CMD {curve.cmd:.3f} (random {curve.random_cmd:.3f})"
-    )
-    return base_layout(fig, height=380, title=title)
+    fig.update_layout(legend={"orientation": "h", "y": -0.3})
+    return base_layout(fig, height=420, title=f"Faithfulness — CPR {curve.cpr:.3f}, CMD {curve.cmd:.3f}")

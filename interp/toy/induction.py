@@ -56,12 +56,15 @@ class TrainingReport:
     loss_curve: tuple[tuple[int, float, float], ...]  # (step, repeated, other)
 
 
-def build_tokenizer():
-    """A word-level tokenizer over ``t0 .. t63`` (space separated), saved beside the weights."""
+def build_tokenizer(words: list[str] | None = None):
+    """A word-level tokenizer over ``words`` (default ``t0 .. t63``; space separated), saved beside the weights.
+
+    The special ``<|endoftext|>`` comes last, with id ``len(words)``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {f"t{i}": i for i in range(VOCAB)} | {"<|endoftext|>": VOCAB}
+    words = words if words is not None else [f"t{i}" for i in range(VOCAB)]
+    vocab = {word: i for i, word in enumerate(words)} | {"<|endoftext|>": len(words)}
     tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<|endoftext|>"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer.decoder = decoders.WordPiece(prefix="##")  # joins word tokens with spaces
@@ -93,33 +96,34 @@ def repeated_segment_batch(n: int, generator: torch.Generator, seq_len: int = SE
     return tokens, predictable
 
 
-def new_model(seed: int):
+def new_model(seed: int, *, vocab: int = VOCAB, seq_len: int = SEQ_LEN, live_heads: tuple = LIVE_HEADS):
+    """A 2-layer Llama whose MLPs write nothing and in which only ``live_heads`` (per layer) write to the residual."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=VOCAB + 1,
+        vocab_size=vocab + 1,
         hidden_size=D_MODEL,
         intermediate_size=32,  # zeroed and frozen; kept small
         num_hidden_layers=2,
         num_attention_heads=N_HEADS,
         num_key_value_heads=N_HEADS,
-        max_position_embeddings=SEQ_LEN,
+        max_position_embeddings=seq_len,
         rope_theta=10000.0,
         tie_word_embeddings=False,
-        bos_token_id=VOCAB,
-        eos_token_id=VOCAB,
-        pad_token_id=VOCAB,
+        bos_token_id=vocab,
+        eos_token_id=vocab,
+        pad_token_id=vocab,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     for layer in model.model.layers:  # attention-only in effect: MLPs write nothing, ever
         layer.mlp.down_proj.weight.data.zero_()
         layer.mlp.down_proj.weight.requires_grad_(False)
-    _silence_heads(model)
+    _silence_heads(model, live_heads)
     return model
 
 
-def _silence_heads(model) -> None:
+def _silence_heads(model, live_heads: tuple = LIVE_HEADS) -> None:
     """Zero the output weights of the heads outside ``LIVE_HEADS`` and keep them zero during training.
 
     A gradient hook on ``o_proj`` masks their columns, so those heads still compute patterns but
@@ -128,7 +132,7 @@ def _silence_heads(model) -> None:
     """
     for layer_index, layer in enumerate(model.model.layers):
         mask = torch.zeros(N_HEADS)
-        mask[list(LIVE_HEADS[layer_index])] = 1.0
+        mask[list(live_heads[layer_index])] = 1.0
         column_mask = mask.repeat_interleave(D_MODEL // N_HEADS)[None, :]  # [1, n_heads * d_head]
         layer.self_attn.o_proj.weight.data.mul_(column_mask)
         layer.self_attn.o_proj.weight.register_hook(lambda grad, m=column_mask: grad * m)

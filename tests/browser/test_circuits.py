@@ -23,6 +23,17 @@ def test_planted_circuit_is_found_from_the_browser(page, tmp_path):
             break
     opened.wait_for()
     assert page.screenshot("circuits", tmp_path).stat().st_size > 10_000
+    # The same behaviour as edges: the circuit drawn as a graph, beside its faithfulness curve.
+    tab.get_by_role("button", name="Find the circuit").click()
+    page.wait_idle(300)
+    graph = tab.locator(".js-plotly-plot", has=tab.locator(".gtitle", has_text="The circuit"))
+    graph.wait_for(timeout=300_000)
+    graph.scroll_into_view_if_needed()
+    node_labels = {text.strip() for text in graph.locator("g.textpoint text").all_text_contents()}
+    assert {"input", "L0.H1", "L1.H2", "logits"} <= node_labels  # the planted heads are nodes the user sees
+    tab.locator(".gtitle", has_text="Faithfulness — CPR").wait_for()
+    assert tab.get_by_text("really patched one at a time").is_visible()
+    assert page.screenshot("circuits-edges", tmp_path).stat().st_size > 10_000
 
 
 def test_factual_preset_runs_on_the_default_model(page, tmp_path):

@@ -24,6 +24,7 @@ from interp.circuits.replacement import run_metric
 from interp.circuits.tasks import CircuitTask, induction_task
 from interp.errors import InputError
 from interp.loading import load_model
+from interp.toy import lookup
 from interp.toy.induction import SHIPPED, load_card
 
 
@@ -159,3 +160,43 @@ def test_edge_runs_check_their_inputs_and_patch_for_real(tiny_llama):
     same = CircuitTask.custom("When Mary and John left, John thanked", "When Mary and John left, John thanked", " Mary", " John")
     with pytest.raises(InputError, match="same metric"):
         EdgeCircuitRun(same, method="eap").run(tiny_llama)
+
+
+def test_eap_ig_finds_the_planted_lookup_circuit_and_its_query_composition():
+    """The second planted model (interp/toy/lookup.py): L0.H1 moves the asked key to '?', L1.H2 looks it up.
+
+    Unlike the induction circuit, the layer-0 head feeds the layer-1 head's *query*: that edge is in the circuit,
+    and the circuit without it loses a real share of its faithfulness."""
+    model = load_model(lookup.SHIPPED, device="cpu")
+    card = lookup.load_card()["circuit"]
+    mover = f"L0.H{card['mover_head']['head']}"
+    looker = f"L1.H{card['lookup_head']['head']}"
+    clean, corrupted, answers, others = lookup.lookup_batch(8, torch.Generator().manual_seed(5))
+    metric = Metric.logit_diff(answers.tolist(), others.tolist())
+    scores = score_edges(model, clean, corrupted, metric, method="eap-ig", steps=10)
+    assert scores.metric_clean > 5 > -5 > scores.metric_corrupted  # the swapped key flips the answer
+    top = {label for label, _ in scores.ranked(4)}
+    assert top == {f"input -> {mover}.v", f"{mover} -> {looker}.q", f"{mover} -> {looker}.k", f"{looker} -> logits"}
+    graph = scores.graph
+    circuit = top_circuit(scores, 5)
+    assert set(circuit.nodes()) == {"input", mover, looker, LOGITS}
+    without_query = [edge for edge in circuit.edges if graph.edge_label(*edge) != f"{mover} -> {looker}.q"]
+    keeps = [circuit.keep(), circuit_keep(graph, without_query)]
+    gap = scores.metric_clean - scores.metric_corrupted
+    faithful = (edge_patched_metric(model, clean, corrupted, metric, keeps) - scores.metric_corrupted) / gap
+    assert faithful[0] >= 0.9
+    assert faithful[0] - faithful[1] > 0.1  # the query-composition edge carries part of the behaviour
+
+
+def test_the_induction_circuit_composes_through_keys_not_queries(planted):
+    _, _, scores = planted
+    assert "L0.H1 -> L1.H2.q" not in {label for label, _ in scores.ranked(5)}
+
+
+def test_lookup_prompts_differ_only_in_the_asked_key_and_their_answers_are_the_paired_values():
+    clean, corrupted, answers, others = lookup.lookup_batch(16, torch.Generator().manual_seed(0))
+    assert (clean[:, 1:] == corrupted[:, 1:]).all() and (clean[:, 0] != corrupted[:, 0]).all()
+    words = lookup.WORDS
+    for row, answer, other, swapped in zip(clean, answers, others, corrupted[:, 0], strict=True):
+        pairs = {words[t][1]: words[t][3] for t in row[1:-1].tolist()}  # "k3v0" -> key "3", value "0"
+        assert words[answer] == f"V{pairs[words[row[0]][1]]}" and words[other] == f"V{pairs[words[swapped][1]]}"
