@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import json
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -65,6 +66,8 @@ KEY_EDGE_STEPS = "circ_edge_steps"
 KEY_EDGE_RUN = "circ_edge_run"
 KEY_EDGE_SPEC = "circ_edge_spec"  # (weights, EdgeCircuitRun) of the edge circuit on screen
 KEY_EDGE_SIZE = "circ_edge_size"
+KEY_EDGE_BY = "circ_edge_by"
+KEY_EDGE_THRESHOLD = "circ_edge_threshold"
 KEY_EDGE_GRAPH = "circ_edge_graph"
 KEY_EDGE_HEAD = "circ_edge_head"  # (layer, head) clicked in the circuit graph
 KEY_EDGE_PICK = "circ_edge_pick"
@@ -341,9 +344,19 @@ def _show_edges(model, choice: CircuitTask, built: PatchingTask, spec: EdgeCircu
     c.metric("Edges scored", f"{scores.graph.n_edges:,}", f"{scores.edges_per_second:,.0f} edges/s", delta_color="off")
     d.metric("CPR / CMD", f"{curve.cpr:.3f} / {curve.cmd:.3f}",
              f"random: {curve.random_cpr:.3f} / {curve.random_cmd:.3f}", delta_color="off")  # fmt: skip
-    size = st.slider("Circuit size (top edges by |score|, before pruning)", 1, min(200, scores.graph.n_edges),
-                     min(10, scores.graph.n_edges), key=KEY_EDGE_SIZE)  # fmt: skip
-    circuit = top_circuit(scores, size)
+    by, amount = st.columns([1, 3])
+    choose_by = by.radio("Choose edges by", ("count", "score"), horizontal=True, key=KEY_EDGE_BY,
+                         format_func={"count": "number", "score": "|score| threshold"}.get)  # fmt: skip
+    if choose_by == "count":
+        size = amount.slider("Circuit size (top edges by |score|, before pruning)", 1, min(200, scores.graph.n_edges),
+                             min(10, scores.graph.n_edges), key=KEY_EDGE_SIZE)  # fmt: skip
+        circuit = top_circuit(scores, size)
+    else:
+        largest = float(np.nanmax(np.abs(scores.scores)))
+        threshold = amount.number_input(f"Keep every edge with |score| at least ({unit})", 0.0, largest,
+                                        round(largest / 4, 3), format="%.3f", key=KEY_EDGE_THRESHOLD)  # fmt: skip
+        circuit = top_circuit(scores, threshold=threshold)
+        size = circuit.requested
     document = circuit_document(circuit, scores, result.checks)
     graph_col, curve_col = st.columns([1, 1])
     with graph_col:

@@ -250,6 +250,12 @@ def test_circuits_page_draws_the_planted_circuit_as_edges_and_patches_one_for_re
     assert (checks["really patched (nats)"].head(3) > 1).all()  # each of the top edges alone breaks copying: loss rises
     chart = next(c for c in app.get("plotly_chart") if "The circuit" in c.proto.spec)
     assert "L0.H1" in chart.proto.spec and "L1.H2" in chart.proto.spec
+    app.radio(key="circ_edge_by").set_value("score").run()
+    app.number_input(key="circ_edge_threshold").set_value(1.0).run()  # nats: the edges that move the loss by 1 or more
+    assert not app.exception and not app.error
+    strong = {label for label, score in zip(checks["edge"], checks["estimate (nats)"], strict=True) if abs(score) >= 1}
+    caption = next(c.value for c in app.caption if "lie on a path" in c.value)
+    assert caption.startswith(f"{len(strong)} of the top {len(strong)} edges")  # the estimates above 1 among the top 5
     app.selectbox(key="circ_edge_pick").set_value("L0.H1 -> L1.H2.k").run()
     app.button(key="circ_edge_patch").click().run()
     assert not app.exception and not app.error

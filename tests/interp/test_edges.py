@@ -200,3 +200,16 @@ def test_lookup_prompts_differ_only_in_the_asked_key_and_their_answers_are_the_p
     for row, answer, other, swapped in zip(clean, answers, others, corrupted[:, 0], strict=True):
         pairs = {words[t][1]: words[t][3] for t in row[1:-1].tolist()}  # "k3v0" -> key "3", value "0"
         assert words[answer] == f"V{pairs[words[row[0]][1]]}" and words[other] == f"V{pairs[words[swapped][1]]}"
+
+
+def test_the_ioi_circuit_on_the_default_model_beats_random_circuits_of_its_size(default_model):
+    """The figures in docs/CIRCUITS.md: EAP-IG (m = 5) on the IOI preset, one random circuit per size."""
+    result = EdgeCircuitRun(CircuitTask("ioi"), method="eap-ig", steps=5, random_repeats=1, verify=2).run(default_model)
+    curve = result.curve
+    assert result.scores.graph.n_edges == 70_651
+    assert curve.cpr > 0.9 and curve.cmd < 0.1
+    assert curve.cpr > curve.random_cpr + 0.5
+    one_percent = curve.sizes.index(round(0.01 * curve.n_edges))
+    assert curve.faithfulness[one_percent] > 0.5 > 0.1 > abs(curve.random_mean[one_percent])
+    for check in result.checks:  # the top edges' estimates have the sign and size of their real patches
+        assert np.sign(check.estimate) == np.sign(check.patched) and abs(check.error) < 0.5 * abs(check.patched)
