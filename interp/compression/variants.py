@@ -1,0 +1,135 @@
+"""Compressed variants of a model, each a real :class:`~interp.loading.LoadedModel` the rest of Steerscope can use.
+
+A variant is a copy of the model's bridge (parameters copied one at a time, as :func:`interp.fast.fast_copy` does)
+with its weights changed, under its own ``weights_sha256`` (the original's digest and the variant's description), so
+cached results of the original and of each variant never mix. It shares the original's lock: one computation at a
+time on the same cores.
+
+* **bf16** — every weight cast to bfloat16 (this CPU has AVX-512 BF16).
+* **Unstructured magnitude pruning** — the smallest-magnitude weights of every attention and MLP projection set to
+  zero (L1, by :func:`torch.nn.utils.prune.l1_unstructured` per layer or
+  :func:`~torch.nn.utils.prune.global_unstructured` over all of them), then made permanent. Embeddings, norms and the
+  unembedding are left alone, as in the pruning literature (they are few and fragile). ``round(amount * n)`` weights
+  go, exactly — PyTorch's own rule.
+* **Head pruning** (structured) — chosen heads' columns of the attention output projection set to zero, so each
+  pruned head writes nothing to the residual stream (its pattern is still computed; under grouped-query attention a
+  head's key/value head is shared, so the output side is the one that can be cut per head).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+from typing import Literal
+
+import torch
+from torch.nn.utils import prune
+
+from interp.components import Component
+from interp.errors import InputError
+from interp.hooks import intervene
+from interp.loading import LoadedModel
+
+VariantKind = Literal["bf16", "prune_unstructured", "prune_heads"]
+VARIANT_KINDS = ("bf16", "prune_unstructured", "prune_heads")
+PRUNED_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",  # Llama family
+                  "c_attn", "c_proj", "c_fc")  # GPT-2  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """How to shrink a model: the kind, and for pruning how much (a fraction of weights) or which heads."""
+
+    kind: VariantKind
+    amount: float = 0.0  # prune_unstructured: the fraction of each pruned matrix's (or all of them, global) weights
+    scope: Literal["layer", "global"] = "layer"  # prune_unstructured: per matrix, or the smallest over all matrices
+    heads: tuple[str, ...] = ()  # prune_heads: "L1.H2", ...
+
+    def __post_init__(self) -> None:
+        if self.kind not in VARIANT_KINDS:
+            raise InputError(f"Unknown variant {self.kind!r}; choose from {', '.join(VARIANT_KINDS)}.")
+        if self.kind == "prune_unstructured" and not 0.0 <= self.amount < 1.0:
+            raise InputError(f"Prune a fraction of the weights from 0 up to (not including) 1 (got {self.amount}).")
+        if self.scope not in ("layer", "global"):
+            raise InputError(f"Prune per 'layer' or 'global' (got {self.scope!r}).")
+        if self.kind == "prune_heads":
+            for label in self.heads:
+                if Component.from_label(label).kind != "head":
+                    raise InputError(f"{label!r} is not a head; write heads as L<layer>.H<head>.")
+
+    def describe(self) -> str:
+        if self.kind == "bf16":
+            return "bf16 weights"
+        if self.kind == "prune_unstructured":
+            return (
+                f"{100 * self.amount:g}% of projection weights pruned ({'per matrix' if self.scope == 'layer' else 'global'}, L1)"
+            )
+        return f"heads pruned: {', '.join(self.heads) or 'none'}"
+
+
+def pruned_modules(model: LoadedModel) -> list[tuple[str, torch.nn.Module]]:
+    """The attention and MLP projections that magnitude pruning thins, by their Hugging Face names."""
+    found = []
+    for name, module in model.hf_model.named_modules():
+        if name.rsplit(".", 1)[-1] not in PRUNED_MODULES:
+            continue
+        module = getattr(module, "_original_component", module)  # the bridge wraps each Hugging Face projection
+        if isinstance(module.__dict__.get("_parameters", {}).get("weight"), torch.nn.Parameter):
+            found.append((name, module))
+    return found
+
+
+def sparsity(model: LoadedModel) -> float:
+    """The fraction of the pruned projections' weights that are exactly zero."""
+    weights = [module.weight for _, module in pruned_modules(model)]
+    return float(sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights))
+
+
+def make_variant(model: LoadedModel, variant: Variant) -> LoadedModel:
+    """A copy of ``model`` shrunk as ``variant`` says; the original is not touched."""
+    dtype = torch.bfloat16 if variant.kind == "bf16" else None
+    with intervene(model):  # nobody's hooks are on the bridge while it is copied
+        memo: dict[int, object] = {}
+        for parameter in model.bridge.parameters():
+            copied = parameter.detach().to(dtype) if dtype is not None else parameter.detach().clone()
+            memo[id(parameter)] = torch.nn.Parameter(copied, requires_grad=False)
+        bridge = copy.deepcopy(model.bridge, memo)
+    digest = hashlib.sha256(f"{model.info.weights_sha256}/{variant!r}".encode()).hexdigest()
+    info = dataclasses.replace(model.info, weights_sha256=digest, name=f"{model.info.name} ({variant.describe()})",
+                               dtype=str(dtype).removeprefix("torch.") if dtype is not None else model.info.dtype)  # fmt: skip
+    shrunk = LoadedModel(bridge, model.tokenizer, info, model.folder)
+    shrunk.lock = model.lock
+    with torch.no_grad():
+        if variant.kind == "prune_unstructured" and variant.amount > 0:
+            _prune_magnitude(shrunk, variant.amount, variant.scope)
+        elif variant.kind == "prune_heads":
+            _prune_heads(shrunk, variant.heads)
+    return shrunk
+
+
+def _prune_magnitude(model: LoadedModel, amount: float, scope: str) -> None:
+    modules = pruned_modules(model)
+    if scope == "global":
+        prune.global_unstructured([(m, "weight") for _, m in modules], pruning_method=prune.L1Unstructured, amount=amount)
+    else:
+        for _, module in modules:
+            prune.l1_unstructured(module, "weight", amount=amount)
+    for _, module in modules:
+        prune.remove(module, "weight")  # the mask becomes the weight itself: no hook, no extra parameter left behind
+
+
+def _prune_heads(model: LoadedModel, heads: tuple[str, ...]) -> None:
+    info = model.info
+    for label in heads:
+        component = Component.from_label(label)
+        if not (0 <= component.layer < info.n_layers and 0 <= component.index < info.n_heads):
+            raise InputError(f"{label} is not a head of {info.name} ({info.n_layers} layers × {info.n_heads} heads).")
+        attention = model.bridge.blocks[component.layer].attn._original_component
+        output = getattr(attention, "o_proj", None) or attention.c_proj
+        output = getattr(output, "_original_component", output)
+        columns = slice(component.index * info.d_head, (component.index + 1) * info.d_head)
+        if isinstance(output, torch.nn.Linear):  # [d_model, heads * d_head]
+            output.weight[:, columns] = 0
+        else:  # GPT-2's Conv1D stores the transpose: [heads * d_head, d_model]
+            output.weight[columns, :] = 0
