@@ -1,10 +1,10 @@
 """Compressed variants of a loaded model — what shrinking it costs and what it breaks inside (issue 17, in progress).
 
 * :mod:`~interp.compression.variants` — a variant is a real :class:`~interp.loading.LoadedModel` (its own bridge,
-  weights changed, everything else shared), so every page and run can use it: bf16, magnitude pruning (unstructured
-  L1, per layer or global, by :mod:`torch.nn.utils.prune`) and structured head pruning.
+  weights changed, everything else shared), so every page and run can use it: bf16, int8 and int4 weights (torchao),
+  magnitude pruning (unstructured L1, per layer or global, by :mod:`torch.nn.utils.prune`) and structured head pruning.
 """
 
-from interp.compression.variants import VARIANT_KINDS, Variant, make_variant, sparsity
+from interp.compression.variants import VARIANT_KINDS, Variant, make_variant, sparsity, weight_bytes
 
-__all__ = ["VARIANT_KINDS", "Variant", "make_variant", "sparsity"]
+__all__ = ["VARIANT_KINDS", "Variant", "make_variant", "sparsity", "weight_bytes"]

@@ -11,6 +11,11 @@ time on the same cores.
   :func:`~torch.nn.utils.prune.global_unstructured` over all of them), then made permanent. Embeddings, norms and the
   unembedding are left alone, as in the pruning literature (they are few and fragile). ``round(amount * n)`` weights
   go, exactly — PyTorch's own rule.
+* **int8 weight-only**, **dynamic int8** (weights int8 per channel, activations quantised per token at run time) and
+  **int4 weight-only** (asymmetric, groups of 32 — the shape of the GGUF's own Q4_1 blocks) by torchao 0.18 on every
+  attention and MLP projection; the unembedding (tied to the embeddings in SmolLM2) stays fp32. torchao's int4
+  *tinygemm* path needs a GPU (or the ``mslk`` kernels), so int4 here is its ``IntxWeightOnlyConfig`` (dequantised
+  on the fly: smaller, not faster, on this CPU).
 * **Head pruning** (structured) — chosen heads' columns of the attention output projection set to zero, so each
   pruned head writes nothing to the residual stream (its pattern is still computed; under grouped-query attention a
   head's key/value head is shared, so the output side is the one that can be cut per head).
@@ -31,8 +36,10 @@ from interp.errors import InputError
 from interp.hooks import intervene
 from interp.loading import LoadedModel
 
-VariantKind = Literal["bf16", "prune_unstructured", "prune_heads"]
-VARIANT_KINDS = ("bf16", "prune_unstructured", "prune_heads")
+VariantKind = Literal["bf16", "int8_weight", "int8_dynamic", "int4_weight", "prune_unstructured", "prune_heads"]
+VARIANT_KINDS = ("bf16", "int8_weight", "int8_dynamic", "int4_weight", "prune_unstructured", "prune_heads")
+QUANTISED = ("int8_weight", "int8_dynamic", "int4_weight")
+INT4_GROUP = 32
 PRUNED_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",  # Llama family
                   "c_attn", "c_proj", "c_fc")  # GPT-2  # fmt: skip
 
@@ -61,6 +68,9 @@ class Variant:
     def describe(self) -> str:
         if self.kind == "bf16":
             return "bf16 weights"
+        if self.kind in QUANTISED:
+            return {"int8_weight": "int8 weights", "int8_dynamic": "int8 weights and activations (dynamic)",
+                    "int4_weight": f"int4 weights (groups of {INT4_GROUP})"}[self.kind]  # fmt: skip
         if self.kind == "prune_unstructured":
             return (
                 f"{100 * self.amount:g}% of projection weights pruned ({'per matrix' if self.scope == 'layer' else 'global'}, L1)"
@@ -105,7 +115,62 @@ def make_variant(model: LoadedModel, variant: Variant) -> LoadedModel:
             _prune_magnitude(shrunk, variant.amount, variant.scope)
         elif variant.kind == "prune_heads":
             _prune_heads(shrunk, variant.heads)
+    if variant.kind in QUANTISED:
+        _quantise(shrunk, variant.kind)
     return shrunk
+
+
+def _quantise(model: LoadedModel, kind: str) -> None:
+    """Quantise every attention and MLP projection once (the bridge reaches each through two paths)."""
+    from torchao.quantization import (
+        Int8DynamicActivationInt8WeightConfig,
+        Int8WeightOnlyConfig,
+        IntxWeightOnlyConfig,
+        quantize_,
+    )
+    from torchao.quantization.granularity import PerGroup
+    from torchao.quantization.quant_primitives import MappingType
+
+    config = {
+        "int8_weight": Int8WeightOnlyConfig,
+        "int8_dynamic": Int8DynamicActivationInt8WeightConfig,
+        "int4_weight": lambda: IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(INT4_GROUP),
+                                                    mapping_type=MappingType.ASYMMETRIC),
+    }[kind]()  # fmt: skip
+    targets = {id(module) for _, module in pruned_modules(model) if isinstance(module, torch.nn.Linear)}
+    done: set[int] = set()
+
+    def chosen(module: torch.nn.Module, _name: str) -> bool:
+        if id(module) in targets and id(module) not in done:
+            done.add(id(module))
+            return True
+        return False
+
+    quantize_(model.hf_model, config, filter_fn=chosen)
+
+
+def weight_bytes(model: LoadedModel) -> int:
+    """Bytes the model's weights occupy, counted from the storages that really hold them (a quantised weight is its
+    int8/int4 data plus scales and zero points), each storage once (tied weights share one)."""
+    seen: set[int] = set()
+    total = 0
+
+    def count(tensor: torch.Tensor) -> None:
+        nonlocal total
+        flatten = getattr(type(tensor), "__tensor_flatten__", None)
+        if flatten is not None and type(tensor) is not torch.Tensor and type(tensor) is not torch.nn.Parameter:
+            names, _ = tensor.__tensor_flatten__()
+            for name in names:
+                count(getattr(tensor, name))
+            return
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in seen:
+            seen.add(storage.data_ptr())
+            total += storage.nbytes()
+
+    for parameter in model.hf_model.parameters():
+        count(parameter.data if isinstance(parameter, torch.nn.Parameter) else parameter)
+    return total
 
 
 def _prune_magnitude(model: LoadedModel, amount: float, scope: str) -> None:
