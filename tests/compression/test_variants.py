@@ -108,3 +108,33 @@ def test_quantised_variants_stay_within_their_stated_tolerance_and_shrink_the_we
     assert 0 < divergence < kl
     assert weight_bytes(variant) < 0.65 * weight_bytes(tiny_llama)  # measured from the storages, not from bit widths
     assert torch.equal(_logits(tiny_llama, tokens), exact)  # the original is untouched
+
+
+def test_the_planted_heads_survive_mild_pruning_and_the_induction_head_dies_at_extreme_pruning():
+    from interp.compression.measure import inside
+
+    model = load_model(SHIPPED, device="cpu")
+    mild = inside(model, make_variant(model, Variant("prune_unstructured", 0.5)), ioi=False)
+    extreme = inside(model, make_variant(model, Variant("prune_unstructured", 0.98)), ioi=False)
+    assert [head for head, _, _ in mild.induction_heads] == ["L1.H2"]  # the planted heads are the only typed ones
+    assert [head for head, _, _ in mild.previous_token_heads] == ["L0.H1"]
+    assert mild.surviving("induction") == ["L1.H2"] and mild.surviving("previous_token") == ["L0.H1"]
+    assert extreme.lost("induction") == ["L1.H2"]
+
+
+def test_quality_is_exact_for_an_unchanged_copy_and_worsens_with_pruning(tiny_llama):
+    from interp.compression.measure import footprint, held_out_tokens, quality
+
+    tokens = held_out_tokens(tiny_llama, windows=2, length=64)
+    same = quality(tiny_llama, make_variant(tiny_llama, Variant("prune_unstructured", 0.0)), tokens)
+    assert same.kl_to_original == pytest.approx(0.0, abs=1e-6) and same.top1_agreement == 1.0
+    assert same.perplexity == pytest.approx(same.original_perplexity, rel=1e-5)
+    kls = [quality(tiny_llama, make_variant(tiny_llama, Variant("prune_unstructured", a)), tokens).kl_to_original
+           for a in (0.1, 0.5, 0.9)]  # fmt: skip
+    assert kls[0] < kls[1] < kls[2]
+    full, half = (
+        footprint(tiny_llama, tokens, repeats=1, new_tokens=2),
+        footprint(make_variant(tiny_llama, Variant("bf16")), tokens, repeats=1, new_tokens=2),
+    )
+    assert half.weight_bytes == full.weight_bytes // 2 and half.saved_bytes < 0.6 * full.saved_bytes
+    assert full.forward_ms > 0 and full.decode_tokens_per_second > 0
