@@ -6,7 +6,7 @@
 * :func:`footprint` — weight bytes counted from the storages that hold them, the bytes of the saved weights, forward
   latency and greedy decode speed, each timed on this machine (median of several runs).
 * :func:`inside` — which attention head types survive (induction and previous-token heads, by the Attention page's
-  scores) and whether the IOI circuit moved (head activation patching: rank correlation with the original's, and the
+  scores) and whether the IOI circuit moved (head activation patching: correlation with the original's, and the
   top heads of each).
 """
 
@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
+from scipy.stats import pearsonr
 
 from interp.attention import compute_head_scores
 from interp.circuits.patching import patch_sweep
@@ -103,7 +103,7 @@ class Inside:
     induction_heads: tuple[tuple[str, float, float], ...]  # the original's top heads (score >= HEAD_TYPE): (head,
     # original score, variant score)
     previous_token_heads: tuple[tuple[str, float, float], ...]
-    ioi_correlation: float  # Spearman of the variants' head-patching scores against the original's
+    ioi_correlation: float  # Pearson correlation of the variant's head-patching scores with the original's
     ioi_top_original: tuple[str, ...]
     ioi_top_variant: tuple[str, ...]
 
@@ -129,6 +129,8 @@ def inside(original: LoadedModel, variant: LoadedModel, *, top: int = 3, ioi: bo
     if ioi:
         task = ioi_task(original)
         sweeps = [patch_sweep(model, task.clean, task.corrupted, task.metric, "heads") for model in (original, variant)]
-        correlation = float(spearmanr(sweeps[0].values.ravel(), sweeps[1].values.ravel()).statistic)
+        # Pearson, not Spearman: most of the 270 heads patch to ~0, and their ranks are noise (bf16 alone moved
+        # the Spearman to 0.69 while the top heads and their scores stayed put)
+        correlation = float(pearsonr(sweeps[0].values.ravel(), sweeps[1].values.ravel()).statistic)
         top_original, top_variant = (tuple(label for label, _ in sweep.ranked(top)) for sweep in sweeps)
     return Inside(compare("induction"), compare("previous_token"), correlation, top_original, top_variant)
