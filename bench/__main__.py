@@ -11,7 +11,7 @@ import time
 import interp  # noqa: F401  (before torch: it sets the OpenMP defaults, which libgomp reads once when torch loads)
 
 SECTIONS = ["foundation", "attention", "attribution", "circuits", "steering", "rlhf", "engine", "serve", "contention"]
-SECTIONS += ["llama", "steering_search", "features", "feature_steering", "edges"]
+SECTIONS += ["llama", "steering_search", "features", "feature_steering", "edges", "compression"]
 
 
 def main(argv: list[str] | None = None) -> int:
