@@ -194,7 +194,8 @@ def circuit_graph(document: dict, n_layers: int, n_heads: int, *, title: str = "
         tickvals=[-1, *range(n_layers), n_layers],
         ticktext=["input", *map(str, range(n_layers)), "logits"],
     )
-    fig.update_yaxes(title="head (MLP below)", autorange="reversed", showticklabels=False)
+    fig.update_yaxes(title="head", autorange="reversed", tickvals=[*range(n_heads), n_heads + 0.3],
+                     ticktext=[*(f"H{h}" for h in range(n_heads)), "MLP"])  # fmt: skip
     subtitle = f"{len(document['edges'])} edges of {document['edges_in_graph']:,}; blue raises, red lowers the metric"
     return base_layout(fig, height=max(360, 40 * (n_heads + 2)), title=f"{title} — {subtitle}")
 

@@ -36,15 +36,18 @@ COUNTING = re.compile(r"^(layer|head|training step|step|position|N|rank)\b|\(cou
 @pytest.fixture(scope="module")
 def figures(tiny_llama) -> dict[str, list[go.Figure]]:
     """Each plot helper's figures, made from the tiny model's results of every run kind's example."""
+    from interp.circuits import top_circuit
+    from interp.circuits.edges import circuit_document
     from interp.plots import next_token_bar
     from interp.plots.attention import head_grid, lens_heatmap, lens_target_line, pattern_heatmap, score_heatmap
     from interp.plots.attribution import driving_tokens_bar, faithfulness_curves, method_comparison
-    from interp.plots.circuits import dla_bar, patching_agreement, patching_heatmap
+    from interp.plots.circuits import circuit_graph, dla_bar, faithfulness_plot, patching_agreement, patching_heatmap
     from steering.plots import cosine_heatmap, pareto_plot, sweep_heatmaps, token_effect_bars
     from steering.rlhf.plots import best_of_n_figure, comparison_figure, dpo_log_figure, inside_view_figure
 
     results = {kind: spec.run(tiny_llama) for kind, spec in every_example(tiny_llama).items()}
     comparison, lens = results["attribution_comparison"], results["logit_lens"]
+    edges = results["edge_circuit"]
     assert lens.target is not None
     drivers = driving_tokens(results["attribution_batch"].completed)
     vector = make(tiny_llama, layers=(0, 1))
@@ -66,6 +69,14 @@ def figures(tiny_llama) -> dict[str, list[go.Figure]]:
         "patching_heatmap": [patching_heatmap(results["patching"].activation)],
         "patching_agreement": [patching_agreement(results["patching"])],
         "dla_bar": [dla_bar(results["direct_logit_attribution"])],
+        "circuit_graph": [
+            circuit_graph(
+                circuit_document(top_circuit(edges.scores, 8), edges.scores, edges.checks),
+                tiny_llama.info.n_layers,
+                tiny_llama.info.n_heads,
+            )
+        ],
+        "faithfulness_plot": [faithfulness_plot(edges.curve)],
         "sweep_heatmaps": [sweep_heatmaps(results["steering_sweep"])],
         "pareto_plot": [pareto_plot(results["steering_sweep"])],
         "token_effect_bars": [token_effect_bars(token_effects(tiny_llama, vector, 1))],
