@@ -69,10 +69,21 @@ def quality(original: LoadedModel, variant: LoadedModel, tokens: torch.Tensor) -
 
 @dataclasses.dataclass(frozen=True)
 class Footprint:
+    """Size and speed. Timings end in ``seconds``, which a replay does not compare (they are this machine's)."""
+
     weight_bytes: int  # in memory, from the storages
     saved_bytes: int  # the state dict as torch.save writes it
-    forward_ms: float  # one forward pass of the held-out windows (median)
-    decode_tokens_per_second: float  # greedy, one prompt
+    forward_seconds: float  # one forward pass of the held-out windows (median)
+    decode_seconds: float  # greedy decoding of ``new_tokens`` tokens after one prompt (median)
+    new_tokens: int
+
+    @property
+    def forward_ms(self) -> float:
+        return 1e3 * self.forward_seconds
+
+    @property
+    def decode_tokens_per_second(self) -> float:
+        return self.new_tokens / self.decode_seconds
 
 
 def footprint(model: LoadedModel, tokens: torch.Tensor, *, repeats: int = 3, new_tokens: int = 16) -> Footprint:
@@ -92,8 +103,8 @@ def footprint(model: LoadedModel, tokens: torch.Tensor, *, repeats: int = 3, new
         start = time.perf_counter()
         generate_batch(model, [prompt], max_new_tokens=new_tokens, temperature=0.0, stop_at_eos=False)
         decodes.append(time.perf_counter() - start)
-    return Footprint(weight_bytes(model), buffer.getbuffer().nbytes, 1e3 * float(np.median(times)),
-                     new_tokens / float(np.median(decodes)))  # fmt: skip
+    return Footprint(weight_bytes(model), buffer.getbuffer().nbytes, float(np.median(times)), float(np.median(decodes)),
+                     new_tokens)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
