@@ -18,7 +18,8 @@ time on the same cores.
   on the fly: smaller, not faster, on this CPU).
 * **Head pruning** (structured) — chosen heads' columns of the attention output projection set to zero, so each
   pruned head writes nothing to the residual stream (its pattern is still computed; under grouped-query attention a
-  head's key/value head is shared, so the output side is the one that can be cut per head).
+  head's key/value head is shared, so the output side is the one that can be cut per head). Which heads:
+  any list, or :func:`least_important_heads` of a Circuits page zero-ablation sweep (the heads a task needs least).
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ import dataclasses
 import hashlib
 from typing import Literal
 
+import numpy as np
 import torch
 from torch.nn.utils import prune
 
-from interp.components import Component
+from interp.components import Component, head_label
 from interp.errors import InputError
 from interp.hooks import intervene
 from interp.loading import LoadedModel
@@ -198,3 +200,14 @@ def _prune_heads(model: LoadedModel, heads: tuple[str, ...]) -> None:
             output.weight[:, columns] = 0
         else:  # GPT-2's Conv1D stores the transpose: [heads * d_head, d_model]
             output.weight[columns, :] = 0
+
+
+def least_important_heads(scores, n: int) -> tuple[str, ...]:
+    """The ``n`` heads with the smallest absolute score in a Circuits page head result (``values[layer, head]``), for
+    structured pruning of what a task uses least. Give it a zero-ablation sweep: patching scores say which heads carry
+    the *difference* between two prompts, not which ones the answer needs (a head can matter and patch to zero)."""
+    values = np.abs(np.nan_to_num(np.asarray(scores.values, dtype=float), nan=0.0))
+    if not 0 <= n <= values.size:
+        raise InputError(f"Choose between 0 and {values.size} heads to prune (got {n}).")
+    order = np.argsort(values, axis=None, kind="stable")[:n]
+    return tuple(head_label(*divmod(int(i), values.shape[1])) for i in order)

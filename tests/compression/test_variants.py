@@ -138,3 +138,23 @@ def test_quality_is_exact_for_an_unchanged_copy_and_worsens_with_pruning(tiny_ll
     )
     assert half.weight_bytes == full.weight_bytes // 2 and half.saved_bytes < 0.6 * full.saved_bytes
     assert full.forward_ms > 0 and full.decode_tokens_per_second > 0
+
+
+def test_pruning_the_heads_a_task_needs_least_costs_less_than_pruning_those_it_needs_most(tiny_llama):
+    """Importance for pruning is what zeroing a head does to the metric: the Circuits page's zero-ablation sweep."""
+    from interp.circuits.ablation import ablation_sweep
+    from interp.circuits.metric import Metric
+    from interp.circuits.replacement import run_metric
+    from interp.compression.variants import least_important_heads
+
+    tokens = torch.tensor([[1, 5, 9, 2, 7, 3, 8, 4], [2, 6, 1, 3, 9, 4, 5, 7]])
+    metric = Metric.logit_diff([5, 6], [7, 8])
+    sweep = ablation_sweep(tiny_llama, tokens, metric, method="zero")
+    least, most = least_important_heads(sweep, 3), tuple(label for label, _ in sweep.ranked(3))
+    assert not set(least) & set(most)
+    full = run_metric(tiny_llama, tokens, metric)
+    change = {name: abs(run_metric(make_variant(tiny_llama, Variant("prune_heads", heads=heads)), tokens, metric) - full)
+              for name, heads in (("least", least), ("most", most))}  # fmt: skip
+    assert change["least"] < change["most"]
+    with pytest.raises(InputError, match="between 0 and 8"):
+        least_important_heads(sweep, 9)
