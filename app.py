@@ -24,6 +24,7 @@ PAGES = [
     st.Page("pages/circuits.py", title="Circuits", icon=":material/account_tree:"),
     st.Page("pages/steering.py", title="Steering", icon=":material/tune:"),
     st.Page("pages/features.py", title="Features", icon=":material/category:"),
+    st.Page("pages/compression.py", title="Compression", icon=":material/compress:"),
     st.Page("pages/rlhf.py", title="Reward & RLHF", icon=":material/school:"),
     st.Page("pages/experiments.py", title="Experiments", icon=":material/history:"),
     st.Page("pages/serving.py", title="Serving", icon=":material/dns:"),

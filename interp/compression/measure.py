@@ -33,14 +33,22 @@ HEAD_TYPE = 0.2  # a head counts as of a type when its score is at least this (t
 
 
 def held_out_tokens(model: LoadedModel, *, windows: int = 4, length: int = 128) -> torch.Tensor:
-    """``[windows, length]`` token ids of held-out text: consecutive slices of the pydoc topics."""
+    """``[windows, length]`` token ids of held-out text: consecutive slices of the pydoc topics.
+
+    A tokenizer that knows almost none of that text (the planted models' word-level ones: ``t0 .. t63``) gets random
+    repeated sequences of its own tokens instead — what those models were made for — rather than a window of unknown
+    tokens on which every variant would look perfect.
+    """
     from pydoc_data.topics import topics
+
+    from interp.attention import probe_tokens
 
     text = "\n\n".join(topics[key] for key in sorted(topics))[:200_000]
     ids = model.tokenizer(text, add_special_tokens=False).input_ids
     needed = windows * length
-    if len(ids) < needed:
-        raise ValueError(f"The held-out text has {len(ids)} tokens; {needed} are needed.")
+    unknown = model.tokenizer.unk_token_id
+    if len(ids) < needed or (unknown is not None and ids[:needed].count(unknown) > needed // 2):
+        return probe_tokens(model, n_sequences=windows, repeat_length=length // 2, seed=0)[:, :length]
     return torch.tensor(ids[:needed]).view(windows, length)
 
 

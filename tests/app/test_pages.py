@@ -462,3 +462,19 @@ def test_a_run_kept_on_the_attention_page_is_on_the_experiments_page_and_replays
     replay_button.click().run()
     assert not app.exception and not app.error
     assert any("Same results (bitwise)" in s.value for s in app.success)
+
+
+def test_compression_page_compares_variants_of_the_planted_model_and_shows_its_heads_dying():
+    app = open_page("pages/compression.py", **PLANTED)
+    app.multiselect(key="comp_variants").set_value(["bf16 weights", "int8 weights"]).run()
+    app.slider(key="comp_prune").set_value(95).run()
+    app.button(key="comp_run").click().run()
+    assert not app.exception and not app.error
+    table = frame_with(app, "KL to original (nats/token)").set_index("variant")
+    assert list(table.index) == ["bf16 weights", "int8 weights", "95% of projection weights pruned (per matrix, L1)"]
+    assert table.loc["bf16 weights", "weights vs original"] == pytest.approx(0.5, abs=0.01)  # measured, not assumed
+    assert table.loc["bf16 weights", "induction heads kept"] == "1 of 1"  # the planted induction head L1.H2
+    pruned = table.loc["95% of projection weights pruned (per matrix, L1)"]
+    assert pruned["KL to original (nats/token)"] > 10 * table.loc["int8 weights", "KL to original (nats/token)"]
+    titles = [chart.proto.spec for chart in app.get("plotly_chart")]
+    assert any("Quality against size" in spec for spec in titles) and any("What changed inside" in spec for spec in titles)

@@ -1,0 +1,78 @@
+"""Compression: what quantisation and pruning cost in quality, size and speed, and what they change inside."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from interp.compression import CompressionStudy, CompressionStudyRun, Variant
+from interp.compression.study import DEFAULT_VARIANTS
+from interp.plots.compression import inside_plot, tradeoff_plot
+from ui.downloads import csv_download
+from ui.errors import shown_as_message
+from ui.model import require_model
+from ui.progress import run_with_progress
+from ui.records import keep_run
+
+KEY_VARIANTS = "comp_variants"
+KEY_PRUNE = "comp_prune"
+KEY_IOI = "comp_ioi"
+KEY_RUN = "comp_run"
+KEY_SPEC = "comp_spec"  # (weights, CompressionStudyRun) of the study on screen
+PRESETS = {variant.describe(): variant for variant in DEFAULT_VARIANTS}
+
+
+def study_section(model) -> CompressionStudyRun | None:
+    """Choose the variants (presets, and a pruning share of your own) and whether to measure the IOI circuit."""
+    chosen = st.multiselect("Variants", list(PRESETS), list(PRESETS)[:4], key=KEY_VARIANTS)
+    left, right = st.columns(2)
+    share = left.slider("Also prune this share of the projection weights (0: none)", 0, 95, 0, 5, format="%d%%",
+                        key=KEY_PRUNE)  # fmt: skip
+    ioi = right.checkbox("Measure the IOI circuit too (two head-patching sweeps per variant)", False, key=KEY_IOI)
+    variants = [PRESETS[name] for name in chosen] + ([Variant("prune_unstructured", share / 100)] if share else [])
+    if not variants:
+        st.info("Choose at least one variant.")
+        return None
+    spec = CompressionStudyRun(tuple(dict.fromkeys(variants)), ioi=ioi)
+    if st.button("Compare with the original", type="primary", key=KEY_RUN):
+        st.session_state[KEY_SPEC] = (model.info.weights_sha256, spec)
+    return spec
+
+
+def results_section(model, spec: CompressionStudyRun, study: CompressionStudy) -> None:
+    base = study.original
+    st.caption(f"The original: {base.weight_bytes / 2**20:,.1f} MiB of weights, forward pass of the held-out text "
+               f"{base.forward_ms:,.0f} ms, greedy decoding {base.decode_tokens_per_second:,.1f} tokens/s.")  # fmt: skip
+    table = study.to_frame()
+    st.dataframe(table, hide_index=True, column_config={
+        "weights (MiB)": st.column_config.NumberColumn(format="%.1f"),
+        "weights vs original": st.column_config.NumberColumn(format="%.2fx"),
+        "forward (ms)": st.column_config.NumberColumn(format="%.0f"),
+        "decode (tokens/s)": st.column_config.NumberColumn(format="%.1f"),
+        "perplexity": st.column_config.NumberColumn(format="%.2f"),
+        "perplexity vs original": st.column_config.NumberColumn(format="%.2fx"),
+        "KL to original (nats/token)": st.column_config.NumberColumn(format="%.4f"),
+        "same next token (%)": st.column_config.NumberColumn(format="%.1f"),
+        "IOI correlation": st.column_config.NumberColumn(format="%.2f"),
+    })  # fmt: skip
+    left, right = st.columns(2)
+    left.plotly_chart(tradeoff_plot(study))
+    right.plotly_chart(inside_plot(study))
+    st.caption("A head survives while its score stays at least half the original's. IOI correlation: how closely the "
+               "variant's head-patching scores follow the original's (1 = the circuit did not move).")  # fmt: skip
+    csv_download(study.to_frame, "compression.csv", "Download the table (CSV)")
+    keep_run(model, spec, study, key="comp_keep", label="compression study")
+
+
+st.title("Compression")
+st.caption(
+    "What quantising or pruning the model costs — size, speed, perplexity, next-token KL — and what it breaks inside: "
+    "induction heads, the IOI circuit. Every variant is measured against the original on the same text."
+)
+model = require_model()
+spec = study_section(model)
+if spec is not None and st.session_state.get(KEY_SPEC) == (model.info.weights_sha256, spec):
+    study = None
+    with shown_as_message("The compression study"):
+        study = run_with_progress(model, spec, "Building and measuring the variants")
+    if study is not None:
+        results_section(model, spec, study)
