@@ -23,7 +23,8 @@ PRESETS = {variant.describe(): variant for variant in DEFAULT_VARIANTS}
 
 def study_section(model) -> CompressionStudyRun | None:
     """Choose the variants (presets, and a pruning share of your own) and whether to measure the IOI circuit."""
-    chosen = st.multiselect("Variants", list(PRESETS), list(PRESETS)[:4], key=KEY_VARIANTS)
+    default = [Variant("bf16"), Variant("int8_weight"), Variant("int4_weight")]
+    chosen = st.multiselect("Variants", list(PRESETS), [v.describe() for v in default], key=KEY_VARIANTS)
     left, right = st.columns(2)
     share = left.slider("Also prune this share of the projection weights (0: none)", 0, 95, 0, 5, format="%d%%",
                         key=KEY_PRUNE)  # fmt: skip

@@ -19,7 +19,8 @@ def tradeoff_plot(study: CompressionStudy) -> go.Figure:
     fastest = max(speed) or 1.0
     fig = go.Figure(
         go.Scatter(
-            x=memory, y=perplexity, mode="markers+text", text=plot_text(names), textposition="top center",
+            x=memory, y=perplexity, mode="markers+text", text=plot_text(names),
+            textposition=["top center" if i % 2 == 0 else "bottom center" for i in range(len(names))],
             marker={"size": [10 + 25 * s / fastest for s in speed], "color": ["#333333"] + ["#4c72b0"] * len(study.rows)},
             customdata=speed, hovertemplate="%{text}<br>%{x:.0f} MiB, perplexity %{y:.1f}<br>decode %{customdata:.1f} tokens/s"
             "<extra></extra>", showlegend=False,
@@ -46,5 +47,5 @@ def inside_plot(study: CompressionStudy) -> go.Figure:
     fig.add_hline(y=0.0, line={"width": 1})
     fig.update_xaxes(title="the original's typed heads", type="category")
     fig.update_yaxes(title="head-type score (0-1)", range=[0, 1])
-    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.35})
-    return base_layout(fig, height=440, title="What changed inside: do the induction and previous-token heads survive?")
+    fig.update_layout(barmode="group", legend={"orientation": "h", "y": 1.0, "yanchor": "bottom"})
+    return base_layout(fig, height=460, title="What changed inside: the typed heads' scores")
