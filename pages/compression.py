@@ -9,7 +9,7 @@ from interp.compression.study import DEFAULT_VARIANTS
 from interp.plots.compression import inside_plot, tradeoff_plot
 from ui.downloads import csv_download
 from ui.errors import shown_as_message
-from ui.model import require_model
+from ui.model import original_model, require_model
 from ui.progress import run_with_progress
 from ui.records import keep_run
 
@@ -70,6 +70,9 @@ st.caption(
     "induction heads, the IOI circuit. Every variant is measured against the original on the same text."
 )
 model = require_model()
+if original_model() is not None and original_model() is not model:
+    st.info("The other pages run on a compressed copy (sidebar); this page compares variants of the model as loaded.")
+    model = original_model()
 spec = study_section(model)
 if spec is not None and st.session_state.get(KEY_SPEC) == (model.info.weights_sha256, spec):
     study = None

@@ -263,6 +263,9 @@ def orthogonalised_weights(model: LoadedModel, direction: torch.Tensor) -> dict[
     ties its unembedding to the embedding, ``lm_head.weight`` holding the original embedding (the saved model
     is untied). New tensors: the loaded model is not changed.
     """
+    from interp.compression.variants import require_plain_weights
+
+    require_plain_weights(model, "Orthogonalising the weights")
     unit = unit_direction(model, direction)
     plain = _plain_modules(model)
     out: dict[str, torch.Tensor] = {}

@@ -48,9 +48,15 @@ def _sweep_agreement(_model: LoadedModel, _fast: LoadedModel, weights: str) -> S
     return sweep_agreement(_model, _fast, vector, SENTIMENT, layers=[layer], coefficients=[-4.0, 4.0])
 
 
+def _is_compressed_copy(model: LoadedModel) -> bool:
+    from interp.compression.variants import is_quantised
+
+    return model.info.dtype != "float32" or is_quantised(model)
+
+
 def generation_model(model: LoadedModel) -> LoadedModel:
     """The model generation-heavy work runs on: ``model`` itself, or its bf16 copy when fast mode is on."""
-    if not st.session_state.get(KEY_FAST):
+    if not st.session_state.get(KEY_FAST) or _is_compressed_copy(model):
         return model
     return _fast_copy(model, model.info.weights_sha256)
 
@@ -62,12 +68,15 @@ def engine_sidebar(model: LoadedModel | None) -> None:
         engine_status_line(model),
         help="Every session's generations decode together on one engine; long analyses take turns with them.",
     )
+    compressed = _is_compressed_copy(model)
     fast = st.sidebar.toggle(
-        "Fast generation (bf16)", key=KEY_FAST,
+        "Fast generation (bf16)", key=KEY_FAST, disabled=compressed,
         help="The Steering page's samples, sweeps and batch evaluations decode with bf16 weights (faster on CPUs "
         "with AVX-512 BF16). Analyses — attention, attribution, circuits, the lens — always run in fp32, exactly.",
     )  # fmt: skip
-    if fast:
+    if compressed:
+        st.sidebar.caption("Fast generation is off: the pages already run on a compressed copy.")
+    elif fast:
         with st.sidebar, st.spinner("Loading the bf16 copy and measuring its agreement with fp32"):
             copy = _fast_copy(model, model.info.weights_sha256)
             agreement = _agreement(model, copy, model.info.weights_sha256)

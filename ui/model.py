@@ -23,7 +23,10 @@ OTHER_CHOICE = "Other: a folder, a .gguf file or a hub id"
 KEY_CHOICE = "model_choice"
 KEY_CUSTOM = "model_custom_spec"
 KEY_LOAD_PROBLEM = "_model_load_problem"
-KEY_MODEL = "_loaded_model"
+KEY_MODEL = "_loaded_model"  # what every page runs on: the loaded model, or the compressed copy chosen below it
+KEY_ORIGINAL = "_original_model"  # the loaded model itself (the Compression page compares against it)
+KEY_VARIANT = "model_variant"
+AS_LOADED = "the model as loaded"
 KEY_REROUTED = "_rerouted_through_app"
 ENV_MODEL = "STEERSCOPE_MODEL"  # lets tests and users start the app on another model
 
@@ -41,6 +44,40 @@ def _cached_model(spec: str) -> LoadedModel:
         return load_model(spec or None, progress=report)
     finally:
         bar.empty()
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _cached_variant(_model: LoadedModel, weights: str, name: str) -> LoadedModel:
+    from interp.compression import make_variant
+    from interp.compression.study import DEFAULT_VARIANTS
+
+    variant = next(v for v in DEFAULT_VARIANTS if v.describe() == name)
+    return make_variant(_model, variant)
+
+
+def variant_choices() -> list[str]:
+    from interp.compression.study import DEFAULT_VARIANTS
+
+    return [AS_LOADED, *(variant.describe() for variant in DEFAULT_VARIANTS)]
+
+
+def variant_sidebar(model: LoadedModel) -> LoadedModel:
+    """Let every page run on a compressed copy of the loaded model (bf16, int8, int4, pruned)."""
+    name = st.selectbox("Run every page on", variant_choices(), key=KEY_VARIANT,
+                        help="A compressed copy of the loaded model, made here (the Compression page measures what "
+                        "each costs). Work that rewrites or reads weight matrices — edge circuits, orthogonalised "
+                        "export — says so on a quantised copy.")  # fmt: skip
+    if name == AS_LOADED:
+        return model
+    with st.spinner(f"Making the copy: {name}"):
+        variant = _cached_variant(model, model.info.weights_sha256, name)
+    st.caption(f"Pages run on a compressed copy: **{md_escape(name)}**.")
+    return variant
+
+
+def original_model() -> LoadedModel | None:
+    """The model as loaded, even while the pages run on a compressed copy of it."""
+    return st.session_state.get(KEY_ORIGINAL)
 
 
 def selected_spec() -> str:
@@ -90,6 +127,14 @@ def model_sidebar() -> LoadedModel | None:
             f"**{md_escape(info.name)}** · {parameter_count(info.n_params)} · {info.n_layers} layers · "
             f"{info.n_heads} heads · {info.device}"
         )
+        st.session_state[KEY_ORIGINAL] = model
+        if st.session_state.get(KEY_VARIANT) not in variant_choices():
+            st.session_state[KEY_VARIANT] = AS_LOADED
+        try:
+            model = variant_sidebar(model)
+        except Exception as exc:  # a copy that cannot be made (memory, an odd architecture): the original stays in use
+            st.session_state[KEY_VARIANT] = AS_LOADED
+            show_error("Making the compressed copy", exc)
     return model
 
 

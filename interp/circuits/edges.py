@@ -285,6 +285,9 @@ def _attention_weights(model: LoadedModel) -> dict[str, torch.Tensor]:
     The bridge's ``W_Q`` stacks every layer's weights on each access (0.1-0.2 s on SmolLM2), and a graph pass
     needs four per layer. The model is shared and its weights never change in place, so one copy serves all.
     """
+    from interp.compression.variants import require_plain_weights
+
+    require_plain_weights(model, "Edge circuits")
     key = (id(model), model.info.weights_sha256, model.info.dtype)
     with _weights_lock:
         if key not in _weights_cache:

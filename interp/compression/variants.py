@@ -98,14 +98,30 @@ def sparsity(model: LoadedModel) -> float:
     return float(sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights))
 
 
+def is_quantised(model: LoadedModel) -> bool:
+    """Whether any of the model's weights is a quantised tensor (torchao's int8/int4), not a plain one."""
+    return any(type(p.data) not in (torch.Tensor, torch.nn.Parameter) for p in model.hf_model.parameters())
+
+
+def require_plain_weights(model: LoadedModel, what: str) -> None:
+    """Refuse, with what to do instead, work that reads or rewrites weight matrices of a quantised variant."""
+    if is_quantised(model):
+        raise InputError(
+            f"{what}: it needs the weight matrices as plain tensors, and this model's are quantised ({model.info.name}). "
+            "Run it on the original model, or on a bf16 or pruned variant."
+        )
+
+
 def make_variant(model: LoadedModel, variant: Variant) -> LoadedModel:
     """A copy of ``model`` shrunk as ``variant`` says; the original is not touched."""
+    require_plain_weights(model, "Making a compressed variant")
     dtype = torch.bfloat16 if variant.kind == "bf16" else None
     with intervene(model):  # nobody's hooks are on the bridge while it is copied
         memo: dict[int, object] = {}
         for parameter in model.bridge.parameters():
             copied = parameter.detach().to(dtype) if dtype is not None else parameter.detach().clone()
-            memo[id(parameter)] = torch.nn.Parameter(copied, requires_grad=False)
+            # as the original's: gradient methods (attribution patching, EAP) need activations that track them
+            memo[id(parameter)] = torch.nn.Parameter(copied, requires_grad=parameter.requires_grad)
         bridge = copy.deepcopy(model.bridge, memo)
     digest = hashlib.sha256(f"{model.info.weights_sha256}/{variant!r}".encode()).hexdigest()
     info = dataclasses.replace(model.info, weights_sha256=digest, name=f"{model.info.name} ({variant.describe()})",

@@ -478,3 +478,20 @@ def test_compression_page_compares_variants_of_the_planted_model_and_shows_its_h
     assert pruned["KL to original (nats/token)"] > 10 * table.loc["int8 weights", "KL to original (nats/token)"]
     titles = [chart.proto.spec for chart in app.get("plotly_chart")]
     assert any("Quality against size" in spec for spec in titles) and any("What changed inside" in spec for spec in titles)
+
+
+def test_every_page_can_run_on_a_compressed_copy_chosen_in_the_sidebar():
+    app = open_app_with(**PLANTED, model_variant="int8 weights")
+    assert not app.exception and not app.error
+    for path in ("pages/attention.py", "pages/circuits.py", "pages/compression.py"):
+        app.switch_page(path).run()
+        assert not app.exception and not app.error, path
+    assert any("compares variants of the model as loaded" in info.value for info in app.info)
+    app.switch_page("pages/circuits.py").run()
+    app.radio(key="circ_task").set_value("induction").run()
+    app.button(key="circ_run").click().run()  # activation patching runs on the int8 copy
+    assert not app.exception and not app.error
+    assert frame_with(app, "component")["component"].iloc[0] == "L1.H2"  # the planted head survives int8 weights
+    app.button(key="circ_edge_run").click().run()  # edge circuits read W_Q: a clear message, not a crash
+    assert not app.exception
+    assert any("quantised" in warning.value for warning in [*app.warning, *app.error])

@@ -54,7 +54,8 @@ def test_a_pruned_heads_output_is_zero(tiny_model):
 
     with intervene(variant, {"blocks.1.attn.hook_z": keep}), torch.inference_mode():
         variant.bridge(TOKENS)
-    per_head = torch.einsum("bphe,hed->bphd", outputs["blocks.1.attn.hook_z"], variant.bridge.W_O[1])
+    with torch.no_grad():
+        per_head = torch.einsum("bphe,hed->bphd", outputs["blocks.1.attn.hook_z"], variant.bridge.W_O[1])
     assert per_head[:, :, 2].abs().max() == 0  # what head 2 writes to the residual stream
     assert per_head[:, :, 1].abs().max() > 0
     with pytest.raises(InputError, match="not a head"):
@@ -158,3 +159,17 @@ def test_pruning_the_heads_a_task_needs_least_costs_less_than_pruning_those_it_n
     assert change["least"] < change["most"]
     with pytest.raises(InputError, match="between 0 and 8"):
         least_important_heads(sweep, 9)
+
+
+def test_every_run_kind_runs_on_a_quantised_copy_or_says_what_to_do_instead(tiny_llama):
+    from tests.runs.test_round_trip import every_example
+
+    variant = make_variant(tiny_llama, Variant("int8_weight"))
+    refused = {}
+    for kind, spec in every_example(variant).items():
+        try:
+            spec.run(variant)
+        except InputError as exc:  # a clear message, never a torchao NotImplementedError
+            refused[kind] = str(exc)
+    assert set(refused) == {"edge_circuit", "edge_patch", "compression_study", "orthogonalised_export"}
+    assert all("quantised" in message and "bf16 or pruned variant" in message for message in refused.values())
