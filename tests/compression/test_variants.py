@@ -171,5 +171,18 @@ def test_every_run_kind_runs_on_a_quantised_copy_or_says_what_to_do_instead(tiny
             spec.run(variant)
         except InputError as exc:  # a clear message, never a torchao NotImplementedError
             refused[kind] = str(exc)
-    assert set(refused) == {"edge_circuit", "edge_patch", "compression_study", "orthogonalised_export"}
+    assert set(refused) == {"edge_circuit", "edge_patch", "compression_study", "steering_transfer", "orthogonalised_export"}
     assert all("quantised" in message and "bf16 or pruned variant" in message for message in refused.values())
+
+
+def test_a_vector_transfers_exactly_to_an_unchanged_copy_and_its_direction_moves_with_heavy_pruning(tiny_llama):
+    from steering.transfer import steering_transfer
+
+    options = {"layer": 1, "coefficient": 4.0, "n_samples": 1, "max_new_tokens": 6}
+    same = steering_transfer(tiny_llama, make_variant(tiny_llama, Variant("prune_unstructured", 0.0)), **options)
+    assert same.remade_cosine == pytest.approx(1.0, abs=1e-6)
+    assert same.on_variant.steered.texts == same.on_original.steered.texts  # same seeds, same weights: same text
+    assert same.gain_kept == pytest.approx(1.0) or same.on_original.behaviour_gain == 0
+    close = steering_transfer(tiny_llama, make_variant(tiny_llama, Variant("int8_weight")), **options)
+    far = steering_transfer(tiny_llama, make_variant(tiny_llama, Variant("prune_unstructured", 0.9)), **options)
+    assert 0.98 < close.remade_cosine < 1.0 and far.remade_cosine < close.remade_cosine - 0.05
