@@ -7,6 +7,7 @@ import streamlit as st
 from interp.compression import CompressionStudy, CompressionStudyRun, Variant
 from interp.compression.study import DEFAULT_VARIANTS
 from interp.plots.compression import inside_plot, tradeoff_plot
+from steering.transfer import SteeringTransfer, SteeringTransferRun
 from ui.downloads import csv_download
 from ui.errors import shown_as_message
 from ui.model import original_model, require_model
@@ -18,6 +19,10 @@ KEY_PRUNE = "comp_prune"
 KEY_IOI = "comp_ioi"
 KEY_RUN = "comp_run"
 KEY_SPEC = "comp_spec"  # (weights, CompressionStudyRun) of the study on screen
+KEY_TRANSFER_VARIANT = "comp_transfer_variant"
+KEY_TRANSFER_LAYER = "comp_transfer_layer"
+KEY_TRANSFER_RUN = "comp_transfer_run"
+KEY_TRANSFER_SPEC = "comp_transfer_spec"
 PRESETS = {variant.describe(): variant for variant in DEFAULT_VARIANTS}
 
 
@@ -64,6 +69,36 @@ def results_section(model, spec: CompressionStudyRun, study: CompressionStudy) -
     keep_run(model, spec, study, key="comp_keep", label="compression study")
 
 
+def transfer_section(model) -> None:
+    """Does a steering vector made on the full model still steer the compressed copy?"""
+    st.subheader("Does a steering vector still work on the copy?")
+    st.caption(
+        "The sentiment vector (mean difference of the built-in pairs) is made on the model as loaded and applied to "
+        "both, with the same prompts and seeds; then re-made on the copy to see whether its direction moved."
+    )
+    left, middle, right = st.columns([2, 1, 1])
+    name = left.selectbox("Copy", list(PRESETS), key=KEY_TRANSFER_VARIANT)
+    layer = middle.number_input("Layer", 0, model.info.n_layers - 1, min(SteeringTransferRun.default("layer"),
+                                model.info.n_layers - 1), key=KEY_TRANSFER_LAYER)  # fmt: skip
+    spec = SteeringTransferRun(PRESETS[name], layer=int(layer))
+    if right.button("Steer both", key=KEY_TRANSFER_RUN):
+        st.session_state[KEY_TRANSFER_SPEC] = (model.info.weights_sha256, spec)
+    if st.session_state.get(KEY_TRANSFER_SPEC) != (model.info.weights_sha256, spec):
+        return
+    result: SteeringTransfer | None = None
+    with shown_as_message("Steering transfer"):
+        result = run_with_progress(model, spec, "Steering the original and the copy")
+    if result is None:
+        return
+    a, b, c = st.columns(3)
+    for column, label, evaluation in ((a, "On the original", result.on_original), (b, "On the copy", result.on_variant)):
+        column.metric(f"{label}: sentiment gain (VADER, -1..1)", f"{evaluation.behaviour_gain:+.2f}",
+                      f"perplexity x{evaluation.perplexity_ratio:.2f}", delta_color="off")  # fmt: skip
+    c.metric("Cosine to the vector re-made on the copy", f"{result.remade_cosine:.3f}",
+             f"gain kept: {100 * result.gain_kept:.0f}%", delta_color="off")  # fmt: skip
+    keep_run(model, spec, result, key="comp_keep_transfer", label="steering transfer")
+
+
 st.title("Compression")
 st.caption(
     "What quantising or pruning the model costs — size, speed, perplexity, next-token KL — and what it breaks inside: "
@@ -80,3 +115,4 @@ if spec is not None and st.session_state.get(KEY_SPEC) == (model.info.weights_sh
         study = run_with_progress(model, spec, "Building and measuring the variants")
     if study is not None:
         results_section(model, spec, study)
+transfer_section(model)

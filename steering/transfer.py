@@ -56,6 +56,11 @@ def steering_transfer(
         raise InputError(f"Steering transfer needs a built-in set with its own scorer: {', '.join(SCORERS)}.")
     pairs, scorer = built_in(dataset), SCORERS[dataset]
     vector = mean_difference(original, pairs, layers=[layer], position="mean")
+    if float(vector.directions.norm()) < 1e-6:
+        raise InputError(
+            f"The built-in '{dataset}' pairs give no direction on {original.info.name}: its tokenizer reads their "
+            "words the same way (a toy vocabulary?). Try a model with a natural-language tokenizer."
+        )
     remade = mean_difference(variant, pairs, layers=[layer], position="mean")
     options = {"n_samples": n_samples, "max_new_tokens": max_new_tokens, "seed": seed}
     results = [evaluate(model, vector, layer, coefficient, scorer, **options) for model in (original, variant)]

@@ -495,3 +495,20 @@ def test_every_page_can_run_on_a_compressed_copy_chosen_in_the_sidebar():
     app.button(key="circ_edge_run").click().run()  # edge circuits read W_Q: a clear message, not a crash
     assert not app.exception
     assert any("quantised" in warning.value for warning in [*app.warning, *app.error])
+
+
+def test_compression_page_steers_the_original_and_a_copy_with_the_same_vector(tiny_llama_dir):
+    app = open_page("pages/compression.py", model_choice=OTHER_CHOICE, model_custom_spec=str(tiny_llama_dir))
+    app.selectbox(key="comp_transfer_variant").set_value("int8 weights").run()
+    app.number_input(key="comp_transfer_layer").set_value(1).run()
+    app.button(key="comp_transfer_run").click().run()
+    assert not app.exception and not app.error
+    metrics = {m.label: m.value for m in app.metric}
+    cosine = float(metrics["Cosine to the vector re-made on the copy"])
+    assert 0.9 < cosine <= 1.0  # int8 weights barely move the direction
+    assert "On the original: sentiment gain (VADER, -1..1)" in metrics and "On the copy: sentiment gain (VADER, -1..1)" in metrics
+    planted = open_page("pages/compression.py", **PLANTED)  # a toy vocabulary gives no sentiment direction: said so
+    planted.number_input(key="comp_transfer_layer").set_value(1).run()
+    planted.button(key="comp_transfer_run").click().run()
+    assert not planted.exception
+    assert any("give no direction" in message.value for message in [*planted.warning, *planted.error])
