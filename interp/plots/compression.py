@@ -26,7 +26,7 @@ def tradeoff_plot(study: CompressionStudy) -> go.Figure:
             "<extra></extra>", showlegend=False,
         )
     )  # fmt: skip
-    fig.update_xaxes(title="weights in memory (MiB)")
+    fig.update_xaxes(title="weights in memory (MiB)", range=[0.6 * min(memory), 1.15 * max(memory)])  # room for labels
     fig.update_yaxes(title="held-out perplexity (log scale)", type="log")
     return base_layout(fig, height=420, title="Quality against size (marker size: decode speed)")
 
@@ -47,5 +47,5 @@ def inside_plot(study: CompressionStudy) -> go.Figure:
     fig.add_hline(y=0.0, line={"width": 1})
     fig.update_xaxes(title="the original's typed heads", type="category")
     fig.update_yaxes(title="head-type score (0-1)", range=[0, 1])
-    fig.update_layout(barmode="group", legend={"orientation": "h", "y": 1.0, "yanchor": "bottom"})
+    fig.update_layout(barmode="group")  # the legend on the right, clear of the title
     return base_layout(fig, height=460, title="What changed inside: the typed heads' scores")
