@@ -186,3 +186,11 @@ def test_a_vector_transfers_exactly_to_an_unchanged_copy_and_its_direction_moves
     close = steering_transfer(tiny_llama, make_variant(tiny_llama, Variant("int8_weight")), **options)
     far = steering_transfer(tiny_llama, make_variant(tiny_llama, Variant("prune_unstructured", 0.9)), **options)
     assert 0.98 < close.remade_cosine < 1.0 and far.remade_cosine < close.remade_cosine - 0.05
+
+
+def test_steering_transfer_says_when_the_pairs_give_no_direction_on_a_toy_vocabulary():
+    from steering.transfer import steering_transfer
+
+    model = load_model(SHIPPED, device="cpu")  # word-level t0..t63: every word of the sentiment pairs is unknown
+    with pytest.raises(InputError, match="give no direction"):
+        steering_transfer(model, make_variant(model, Variant("bf16")), layer=1, n_samples=1, max_new_tokens=2)
